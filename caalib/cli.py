@@ -1,0 +1,52 @@
+"""The ``caa`` command line: one sub-command per stage of the study.
+
+Each stage registers its own sub-commands from ``caalib.commands.<stage>``; this
+module only dispatches and turns the study's errors into one line and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from .errors import CaaError
+
+#: Modules under caalib.commands, each exposing ``register(subparsers)``.
+COMMAND_MODULES: tuple[str, ...] = ("data", "features", "model", "train", "results", "study", "bench")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="caa",
+        description="CAA-Net reproducibility study: data, features, models, training, results.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"caalib.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"caalib.commands.{name}":
+                continue  # stage not built yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CaaError as exc:
+        print(f"caa {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"caa {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

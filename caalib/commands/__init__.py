@@ -1,0 +1,1 @@
+"""Sub-commands of ``caa``, one module per stage; each exposes ``register(subparsers)``."""

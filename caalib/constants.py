@@ -1,0 +1,45 @@
+"""Vocabulary shared by every layer: scene labels, devices and the feature rate.
+
+The orders below fix the integer index of each scene and device everywhere in the
+study (features, models, predictions, tables), so a class index means the same thing
+in a checkpoint, a CSV and a figure.
+"""
+
+from __future__ import annotations
+
+SCENES: tuple[str, ...] = (
+    "airport",
+    "bus",
+    "metro",
+    "metro_station",
+    "park",
+    "public_square",
+    "shopping_mall",
+    "street_pedestrian",
+    "street_traffic",
+    "tram",
+)
+
+#: Scene names as the paper spells them in its text and figures.
+SCENE_TITLES: dict[str, str] = {
+    "airport": "Airport",
+    "bus": "Bus",
+    "metro": "Metro",
+    "metro_station": "Metro station",
+    "park": "Park",
+    "public_square": "Public square",
+    "shopping_mall": "Shopping mall",
+    "street_pedestrian": "Street pedestrian",
+    "street_traffic": "Street traffic",
+    "tram": "Tram",
+}
+
+DEVICES: tuple[str, ...] = ("a", "b", "c")
+
+DATASETS: tuple[str, ...] = ("dcase2018", "dcase2019")
+
+#: Every clip is resampled to this rate before the STFT (study notes section 1).
+FEATURE_SAMPLE_RATE = 44_100
+
+SCENE_INDEX: dict[str, int] = {s: i for i, s in enumerate(SCENES)}
+DEVICE_INDEX: dict[str, int] = {d: i for i, d in enumerate(DEVICES)}

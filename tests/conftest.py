@@ -1,0 +1,39 @@
+"""Shared fixtures: tiny synthetic datasets in both real layouts, made once per session.
+
+Every test that needs data goes through the real on-disk layout, so the reader, the
+feature extractor and the training code run the same path as on the DCASE sets.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset_2018(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from caalib.synth import synthesize
+
+    out = tmp_path_factory.mktemp("synth") / "tiny2018"
+    return synthesize(out, profile="tiny", layout="dcase2018", seed=0, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset_2019(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from caalib.synth import synthesize
+
+    out = tmp_path_factory.mktemp("synth") / "tiny2019"
+    return synthesize(out, profile="tiny", layout="dcase2019", seed=1, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_features_2018(tiny_dataset_2018: Path) -> Path:
+    from caalib.features import default_feature_path, extract_features
+
+    return extract_features(
+        tiny_dataset_2018, default_feature_path(tiny_dataset_2018), progress=False
+    )
