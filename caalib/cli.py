@@ -14,7 +14,9 @@ from collections.abc import Sequence
 from .errors import CaaError
 
 #: Modules under caalib.commands, each exposing ``register(subparsers)``.
-COMMAND_MODULES: tuple[str, ...] = ("data", "features", "model", "train", "results", "study", "bench")
+COMMAND_MODULES: tuple[str, ...] = (
+    "data", "features", "model", "train", "results", "study", "bench",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -61,7 +61,9 @@ def device_metrics(
         cm = confusion_matrix(y_true[mask], y_pred[mask], n)
         cw = classwise_accuracy(y_true[mask], y_pred[mask], n)
         out["accuracy"][dev] = float(np.nanmean(cw))
-        out["classwise"][dev] = {s: (None if np.isnan(a) else float(a)) for s, a in zip(scenes, cw)}
+        out["classwise"][dev] = {
+            s: (None if np.isnan(a) else float(a)) for s, a in zip(scenes, cw, strict=True)
+        }
         out["confusion"][dev] = cm.tolist()
         out["n_eval"][dev] = int(mask.sum())
     if out["accuracy"]:
