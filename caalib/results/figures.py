@@ -1,0 +1,267 @@
+"""The paper's figures redrawn from run directories, each with the data behind it.
+
+Every function writes ``<name>.png``, ``<name>.pdf`` and ``<name>.csv`` (the plotted
+numbers) into ``out_dir`` atomically and returns their paths. Scene names are spelled as
+in the paper (``caalib.constants.SCENE_TITLES``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..constants import DEVICES, SCENE_INDEX, SCENE_TITLES, SCENES
+from ..errors import CaaError
+from .paper import NETWORK_TITLES, NETWORKS, POOLINGS, load_paper_table
+from .runs import RunStoreError
+from .style import DEVICE_COLORS, DEVICE_LABELS, apply_style, plt, save_figure, sns
+
+#: The paper's short pooling labels in Fig. 5.
+POOLING_SHORT = {"flatten": "fla", "max": "max", "avg": "avg", "roi": "roi", "att": "att",
+                 "roi+att": "r+a"}
+
+
+def fig5(runs: pd.DataFrame, out_dir: str | Path, *, dataset: str = "dcase2018",
+         name: str = "fig5", paper_dir: str | Path | None = None) -> dict[str, Path]:
+    """Accuracy per device for topology x pooling x conditioned layer (teacher forcing).
+
+    One panel per topology; bars per device (mean over seeds), our Avg as a black dot and
+    the paper's Table I Avg as a red cross (the paper prints Fig. 5's per-device numbers
+    only as bars, so Avg is what can be compared).
+    """
+    tf = runs[(runs["dataset"] == dataset) & (runs["strategy"] == "teacher_forcing")
+              & runs["cond_layer"].notna()]
+    if tf.empty:
+        raise CaaError(f"no finished teacher-forcing runs on {dataset} to draw {name}")
+    long = tf.melt(id_vars=["topology", "pooling", "cond_layer", "seed"],
+                   value_vars=["acc_a", "acc_b", "acc_c", "acc_avg"], var_name="device",
+                   value_name="accuracy")
+    long["device"] = long["device"].str.removeprefix("acc_")
+    long["accuracy"] = long["accuracy"] * 100
+    data = (long.groupby(["topology", "pooling", "cond_layer", "device"])["accuracy"]
+            .agg(accuracy="mean", std="std", n_seeds="count").reset_index()
+            .rename(columns={"cond_layer": "layer"}))
+    data["layer"] = data["layer"].astype(int)
+    paper = load_paper_table("table1", paper_dir).rename(
+        columns={"network": "topology", "accuracy": "paper_avg"})
+    data = data.merge(paper, on=["topology", "pooling", "layer"], how="left")
+    topologies = [t for t in NETWORKS if t in set(data["topology"])]
+    apply_style()
+    fig, axes = plt.subplots(len(topologies), 1, figsize=(11, 3.4 * len(topologies) + 0.8),
+                             squeeze=False, sharey=True, layout="constrained")
+    width = 0.26
+    for ax, topo in zip(axes[:, 0], topologies, strict=True):
+        d = data[data["topology"] == topo]
+        groups = sorted({(p, layer) for p, layer in zip(d["pooling"], d["layer"], strict=True)},
+                        key=lambda g: (POOLINGS.index(g[0]), g[1]))
+        x = np.arange(len(groups))
+        for k, dev in enumerate(DEVICES):
+            vals = [_pick(d, g, dev, "accuracy") for g in groups]
+            ax.bar(x + (k - 1) * width, vals, width, color=DEVICE_COLORS[dev],
+                   label=DEVICE_LABELS[dev])
+        ax.plot(x, [_pick(d, g, "avg", "accuracy") for g in groups], "o", color="black",
+                label="Avg (ours)")
+        ax.plot(x, [_pick(d, g, "avg", "paper_avg") for g in groups], "x", color="red",
+                markersize=8, mew=2, label="Avg (paper, Table I)")
+        ax.set_xticks(x, [f"{POOLING_SHORT[p]}\nL{layer}" for p, layer in groups])
+        ax.set_title(NETWORK_TITLES.get(topo, topo))
+        ax.set_ylabel("Accuracy [%]")
+        ax.set_ylim(0, 100)
+        ax.set_xlim(-0.6, max(len(groups), 5) - 0.4)  # keep bar widths alike across runs
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, ncol=5, loc="outside lower center", fontsize="small")
+    fig.suptitle(f"Teacher forcing, conditioned layer L1-L4 ({dataset})")
+    return save_figure(fig, out_dir, name, data)
+
+
+def _pick(d: pd.DataFrame, group: tuple[str, int], dev: str, col: str) -> float:
+    m = (d["pooling"] == group[0]) & (d["layer"] == group[1]) & (d["device"] == dev)
+    return float(d.loc[m, col].iloc[0]) if m.any() else np.nan
+
+
+def _read_metrics(run_dir: Path) -> dict:
+    path = run_dir / "metrics.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise RunStoreError(f"{path}: missing") from exc
+    except json.JSONDecodeError as exc:
+        raise RunStoreError(f"{path}, line {exc.lineno}: invalid JSON ({exc.msg})") from exc
+
+
+def fig6(run_dir: str | Path, out_dir: str | Path, *, name: str = "fig6") -> dict[str, Path]:
+    """Row-normalised confusion matrices on devices A, B and C of one run, annotated."""
+    run_dir = Path(run_dir)
+    conf = _read_metrics(run_dir).get("confusion") or {}
+    devs = [d for d in DEVICES if d in conf]
+    if not devs:
+        raise RunStoreError(f"{run_dir / 'metrics.json'}: no confusion matrices")
+    titles = [SCENE_TITLES[s] for s in SCENES]
+    rows = []
+    apply_style()
+    fig, axes = plt.subplots(1, len(devs), figsize=(6.2 * len(devs), 5.6), squeeze=False)
+    for ax, dev in zip(axes[0], devs, strict=True):
+        cm = np.asarray(conf[dev], dtype=float)
+        if cm.shape != (len(SCENES), len(SCENES)):
+            raise RunStoreError(f"{run_dir / 'metrics.json'}: confusion.{dev} has shape "
+                                f"{cm.shape}, expected {(len(SCENES), len(SCENES))}")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            norm = cm / cm.sum(axis=1, keepdims=True)
+        for i, t in enumerate(SCENES):
+            for j, p in enumerate(SCENES):
+                rows.append({"device": dev, "true": t, "predicted": p,
+                             "count": int(cm[i, j]), "fraction": norm[i, j]})
+        sns.heatmap(norm * 100, ax=ax, vmin=0, vmax=100, cmap="Blues", annot=True, fmt=".0f",
+                    annot_kws={"size": 7}, cbar=dev == devs[-1], square=True,
+                    xticklabels=titles, yticklabels=titles if dev == devs[0] else False)
+        ax.set_title(DEVICE_LABELS[dev])
+        ax.set_xlabel("Predicted")
+        if dev == devs[0]:
+            ax.set_ylabel("True")
+        ax.tick_params(axis="x", labelrotation=60)
+    fig.suptitle(f"Confusion matrices [% of row], {run_dir.name}")
+    return save_figure(fig, out_dir, name, pd.DataFrame(rows))
+
+
+def _load_attention(run_dir: Path) -> dict[str, np.ndarray]:
+    path = run_dir / "attention.npz"
+    if not path.is_file():
+        raise RunStoreError(f"{path}: missing (only attention heads record it)")
+    with np.load(path, allow_pickle=False) as z:
+        need = {"attention", "filename", "device", "scene_label"}
+        missing = need - set(z.files)
+        if missing:
+            raise RunStoreError(f"{path}: missing array(s) {sorted(missing)}")
+        out = {k: z[k] for k in z.files}
+    if out["attention"].ndim != 4 or len(out["attention"]) != len(out["device"]):
+        raise RunStoreError(f"{path}: attention must be (N, K, T', F') with N = len(device)")
+    return out
+
+
+def fig7(run_dir: str | Path, out_dir: str | Path, *, name: str = "fig7") -> dict[str, Path]:
+    """Attention heat maps: devices (rows) x scenes (columns), time across, mel bins up.
+
+    Each panel is the attention map of the clip's *true* scene class (the map the paper
+    shows "in each class of acoustic scene"), for the parallel recordings stored in
+    attention.npz. The CSV lists each panel's clip and map statistics; the maps
+    themselves are in attention.npz.
+    """
+    run_dir = Path(run_dir)
+    z = _load_attention(run_dir)
+    att = z["attention"]
+    devices = z["device"].astype(str)
+    scenes = z["scene_label"].astype(str)
+    predicted = z["predicted"].astype(str) if "predicted" in z else np.full(len(scenes), "")
+    apply_style()
+    fig, axes = plt.subplots(len(DEVICES), len(SCENES), figsize=(2.0 * len(SCENES), 5.4),
+                             squeeze=False, sharex=True, sharey=True)
+    rows = []
+    vmax = float(np.nanmax(att)) if att.size else 1.0
+    image = None
+    for i, dev in enumerate(DEVICES):
+        for j, scene in enumerate(SCENES):
+            ax = axes[i, j]
+            hit = np.flatnonzero((devices == dev) & (scenes == scene))
+            if i == 0:
+                ax.set_title(SCENE_TITLES[scene], fontsize="small")
+            if j == 0:
+                ax.set_ylabel(f"{DEVICE_LABELS[dev]}\nmel bin", fontsize="small")
+            if i == len(DEVICES) - 1:
+                ax.set_xlabel("frame", fontsize="small")
+            if hit.size == 0:
+                ax.text(0.5, 0.5, "n/a", ha="center", va="center", transform=ax.transAxes)
+                ax.grid(False)
+                continue
+            k = int(hit[0])
+            amap = att[k, SCENE_INDEX[scene]]  # (T', F')
+            image = ax.imshow(amap.T, origin="lower", aspect="auto", cmap="jet",
+                              vmin=0.0, vmax=vmax, interpolation="nearest")
+            ax.grid(False)
+            rows.append({"device": dev, "scene": scene, "filename": str(z["filename"][k]),
+                         "predicted": predicted[k], "frames": amap.shape[0],
+                         "mel_bins": amap.shape[1], "mean": float(amap.mean()),
+                         "max": float(amap.max()),
+                         "peak_frame": int(np.unravel_index(amap.argmax(), amap.shape)[0]),
+                         "peak_bin": int(np.unravel_index(amap.argmax(), amap.shape)[1])})
+    if image is not None:
+        fig.colorbar(image, ax=axes, shrink=0.6, label="attention")
+    fig.suptitle(f"Attention of the true class, {run_dir.name}")
+    return save_figure(fig, out_dir, name, pd.DataFrame(rows))
+
+
+def receptive_field_figure(out_dir: str | Path, rf_table: pd.DataFrame,
+                           logmel: np.ndarray | None = None, *,
+                           name: str = "receptive_field") -> dict[str, Path]:
+    """Receptive field of each block drawn as rectangles over a log-mel spectrogram.
+
+    ``rf_table`` has columns topology, block, rf_time, rf_freq (frames and mel bins, as
+    computed by the models' receptive-field code, passed in so this layer need not import
+    it); ``logmel`` is (T, F), time-major as the features are stored. One panel per
+    topology; rectangles are centred on the spectrogram and clipped to it.
+    """
+    need = {"topology", "block", "rf_time", "rf_freq"}
+    if not need <= set(rf_table.columns):
+        raise CaaError(f"rf_table needs columns {sorted(need)}, got {list(rf_table.columns)}")
+    if logmel is None:
+        logmel = np.zeros((320, 64), dtype=np.float32)
+    logmel = np.asarray(logmel)
+    if logmel.ndim != 2:
+        raise CaaError(f"logmel must be (T, F), got shape {logmel.shape}")
+    n_t, n_f = logmel.shape
+    topologies = list(dict.fromkeys(rf_table["topology"]))
+    apply_style()
+    fig, axes = plt.subplots(1, len(topologies), figsize=(5.0 * len(topologies), 3.2),
+                             squeeze=False)
+    colors = plt.get_cmap("viridis")
+    from matplotlib.patches import Rectangle
+
+    for ax, topo in zip(axes[0], topologies, strict=True):
+        ax.imshow(logmel.T, origin="lower", aspect="auto", cmap="gray")
+        ax.grid(False)
+        d = rf_table[rf_table["topology"] == topo].sort_values("block")
+        for k, r in enumerate(d.itertuples()):
+            w, h = min(float(r.rf_time), n_t), min(float(r.rf_freq), n_f)
+            ax.add_patch(Rectangle(((n_t - w) / 2 - 0.5, (n_f - h) / 2 - 0.5), w, h,
+                                   fill=False, lw=2,
+                                   color=colors(k / max(len(d) - 1, 1)),
+                                   label=f"block {r.block}: {r.rf_time}×{r.rf_freq}"))
+        ax.set_title(NETWORK_TITLES.get(topo, str(topo)))
+        ax.set_xlabel("frame")
+        ax.set_ylabel("mel bin")
+        ax.legend(fontsize="x-small", loc="upper right")
+    return save_figure(fig, out_dir, name, rf_table.reset_index(drop=True))
+
+
+def training_curves(run_dirs: Sequence[str | Path], out_dir: str | Path, *,
+                    name: str = "training_curves") -> dict[str, Path]:
+    """Loss and evaluation accuracy (Avg) against iteration for each run's history.csv."""
+    frames = []
+    for rd in map(Path, run_dirs):
+        path = rd / "history.csv"
+        if not path.is_file():
+            raise RunStoreError(f"{path}: missing")
+        try:
+            h = pd.read_csv(path)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            raise RunStoreError(f"{path}: unreadable CSV ({exc})") from exc
+        missing = {"iteration", "loss", "acc_avg"} - set(h.columns)
+        if missing:
+            raise RunStoreError(f"{path}: missing column(s) {sorted(missing)}")
+        frames.append(h.assign(run=rd.name))
+    if not frames:
+        raise CaaError("no runs given for training curves")
+    data = pd.concat(frames, ignore_index=True)
+    apply_style()
+    fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(11, 3.8))
+    for run, h in data.groupby("run", sort=False):
+        ax_l.plot(h["iteration"], h["loss"], label=run)
+        ev = h.dropna(subset=["acc_avg"])
+        ax_a.plot(ev["iteration"], ev["acc_avg"] * 100, marker=".", label=run)
+    ax_l.set(xlabel="iteration", ylabel="training loss", yscale="log", title="Loss")
+    ax_a.set(xlabel="iteration", ylabel="Avg accuracy [%]", title="Evaluation (Avg of A, B, C)")
+    ax_a.legend(fontsize="x-small")
+    return save_figure(fig, out_dir, name, data)

@@ -1,0 +1,268 @@
+"""Significance tests for the paper's claims and for comparing our own runs.
+
+Three questions, three tools:
+
+* The paper's claims (68.0 % vs 65.0 %, p < 0.01; 68.0 % vs 49.0 %, p < 0.001) are a
+  one-tailed two-proportion z-test on *accuracies only* -- no per-clip predictions are
+  published -- so :func:`ztest_proportions` recomputes them from the printed numbers and
+  an assumed number of test clips. The paper does not say which n it used; see
+  :func:`paper_claims`.
+* Two of *our* runs evaluated on the same clips are paired data: :func:`mcnemar_exact`
+  (exact binomial on the discordant pairs) is the right test there, and
+  :func:`paired_runs_test` applies it to two run directories.
+* How uncertain one run's per-device macro accuracy is: :func:`bootstrap_macro_accuracy`.
+
+Accuracies passed to :func:`ztest_proportions` are fractions in [0, 1] by default; pass
+``percent=True`` for numbers as printed in the paper. Both are validated, because a
+percent silently read as a fraction (or the reverse) gives a plausible-looking z.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats as _st
+
+from .constants import DEVICES, SCENE_INDEX
+from .errors import CaaError
+from .metrics import device_metrics
+
+#: DCASE 2018 Task 1B evaluate split (study notes section 4; paper section IV-A).
+DCASE2018_EVAL_CLIPS: dict[str, int] = {"a": 2518, "b": 180, "c": 180}
+
+_ALTERNATIVES = ("greater", "less", "two-sided")
+
+
+@dataclass(frozen=True)
+class ZTestResult:
+    """z statistic, p-value and the pooled standard error (in fraction units)."""
+
+    z: float
+    p: float
+    se: float
+
+
+@dataclass(frozen=True)
+class McNemarResult:
+    """Discordant counts (b: only run 1 right, c: only run 2 right), statistic = b, p."""
+
+    b: int
+    c: int
+    statistic: float
+    p: float
+    n: int
+
+
+@dataclass(frozen=True)
+class BootstrapResult:
+    """Point estimate and percentile confidence interval (fractions in [0, 1])."""
+
+    estimate: float
+    low: float
+    high: float
+    confidence_level: float
+    n_resamples: int
+
+
+def ztest_proportions(
+    acc1: float,
+    acc2: float,
+    n1: int,
+    n2: int,
+    alternative: str = "greater",
+    *,
+    percent: bool = False,
+) -> ZTestResult:
+    """Two-proportion z-test with pooled standard error.
+
+    ``z = (p1 - p2) / sqrt(p (1 - p) (1/n1 + 1/n2))`` with the pooled
+    ``p = (p1 n1 + p2 n2) / (n1 + n2)``. ``alternative="greater"`` tests p1 > p2
+    (one-tailed, the paper's choice), ``"less"`` p1 < p2, ``"two-sided"`` p1 != p2.
+
+    A macro (class-averaged) accuracy is not a proportion of clips, so ``p n`` need not
+    be an integer; the test then treats the accuracy as if it were one -- which is what
+    the paper's claim implicitly does.
+    """
+    if alternative not in _ALTERNATIVES:
+        raise ValueError(f"alternative must be one of {_ALTERNATIVES}, got {alternative!r}")
+    hi = 100.0 if percent else 1.0
+    unit = "percent" if percent else "fraction"
+    for name, acc in (("acc1", acc1), ("acc2", acc2)):
+        if not (isinstance(acc, int | float | np.floating | np.integer) and 0 <= acc <= hi):
+            raise ValueError(f"{name}={acc!r} is not a {unit} in [0, {hi:g}]"
+                             + ("" if percent else " (pass percent=True for percentages)"))
+    for name, n in (("n1", n1), ("n2", n2)):
+        if not (isinstance(n, int | np.integer) and n > 0):
+            raise ValueError(f"{name}={n!r} must be a positive integer number of clips")
+    p1, p2 = float(acc1) / hi, float(acc2) / hi
+    pooled = (p1 * n1 + p2 * n2) / (n1 + n2)
+    se = math.sqrt(pooled * (1.0 - pooled) * (1.0 / n1 + 1.0 / n2))
+    if se == 0.0:
+        z = 0.0 if p1 == p2 else math.copysign(math.inf, p1 - p2)
+    else:
+        z = (p1 - p2) / se
+    if alternative == "greater":
+        p = float(_st.norm.sf(z))
+    elif alternative == "less":
+        p = float(_st.norm.cdf(z))
+    else:
+        p = float(2.0 * _st.norm.sf(abs(z)))
+    return ZTestResult(z=float(z), p=min(p, 1.0), se=se)
+
+
+#: Plausible test-set sizes the paper could have used for its z-tests (per system).
+PAPER_N_CHOICES: dict[str, int] = {
+    "all evaluate clips (A+B+C)": sum(DCASE2018_EVAL_CLIPS.values()),  # 2,878
+    "device A clips": DCASE2018_EVAL_CLIPS["a"],  # 2,518
+    "devices B+C clips": DCASE2018_EVAL_CLIPS["b"] + DCASE2018_EVAL_CLIPS["c"],  # 360
+    "one mobile device (B or C)": DCASE2018_EVAL_CLIPS["b"],  # 180
+}
+
+#: The paper's two claims: (better %, worse %, stated p bound, description).
+PAPER_CLAIMS: tuple[tuple[float, float, float, str], ...] = (
+    (68.0, 65.0, 0.01, "multi-task atrous att vs single-device atrous att"),
+    (68.0, 49.0, 0.001, "multi-task atrous att vs single-device nopool roi"),
+)
+
+
+def paper_claims(n_choices: dict[str, int] | None = None) -> pd.DataFrame:
+    """Recompute the paper's two one-tailed z-tests under each plausible n.
+
+    The paper reports Avg accuracies (mean over devices of macro accuracies) and
+    "p < 0.01" / "p < 0.001" without saying how many clips entered the test. The
+    candidates: all 2,878 evaluate clips (the same n for both systems); only device A's
+    2,518; only the 360 mobile-device clips (the paper's robustness argument is about B
+    and C); a single mobile device's 180. Returns one row per claim x n with columns
+    claim, acc1, acc2, n_choice, n, z, p, se, stated_bound, holds.
+    """
+    rows = []
+    for acc1, acc2, bound, claim in PAPER_CLAIMS:
+        for label, n in (n_choices or PAPER_N_CHOICES).items():
+            r = ztest_proportions(acc1, acc2, n, n, "greater", percent=True)
+            rows.append({
+                "claim": claim, "acc1": acc1, "acc2": acc2, "n_choice": label, "n": n,
+                "z": r.z, "p": r.p, "se": r.se, "stated_bound": bound,
+                "holds": r.p < bound,
+            })
+    return pd.DataFrame(rows)
+
+
+def mcnemar_exact(
+    correct1: Sequence[bool], correct2: Sequence[bool], alternative: str = "two-sided"
+) -> McNemarResult:
+    """Exact McNemar test on paired per-clip correctness of two systems.
+
+    Only discordant clips carry information: b = run 1 right and run 2 wrong, c = the
+    reverse. Under H0 b ~ Binomial(b + c, 1/2). ``alternative="greater"`` tests that run
+    1 is better. No discordant pairs gives p = 1.
+    """
+    if alternative not in _ALTERNATIVES:
+        raise ValueError(f"alternative must be one of {_ALTERNATIVES}, got {alternative!r}")
+    c1 = np.asarray(correct1, dtype=bool)
+    c2 = np.asarray(correct2, dtype=bool)
+    if c1.shape != c2.shape or c1.ndim != 1:
+        raise ValueError(f"correct1 and correct2 must be 1-D of equal length, "
+                         f"got shapes {c1.shape} and {c2.shape}")
+    b = int(np.sum(c1 & ~c2))
+    c = int(np.sum(~c1 & c2))
+    p = 1.0 if b + c == 0 else float(_st.binomtest(b, b + c, 0.5, alternative=alternative).pvalue)
+    return McNemarResult(b=b, c=c, statistic=float(b), p=p, n=int(c1.size))
+
+
+def bootstrap_macro_accuracy(
+    y_true: Sequence[int],
+    y_pred: Sequence[int],
+    devices: Sequence[str],
+    *,
+    key: str = "avg",
+    n_resamples: int = 1000,
+    confidence_level: float = 0.95,
+    seed: int = 0,
+) -> BootstrapResult:
+    """Stratified percentile bootstrap CI of a per-device macro accuracy.
+
+    Clips are resampled with replacement *within each device*, so every resample keeps
+    the evaluate split's device counts (2,518 / 180 / 180) and the "avg" over devices
+    stays defined. ``key`` is a device letter or "avg". The metric is
+    :func:`caalib.metrics.device_metrics`, the study's only definition of accuracy.
+    """
+    y_true = np.asarray(y_true, dtype=np.int64)
+    y_pred = np.asarray(y_pred, dtype=np.int64)
+    devices = np.asarray(devices).astype(str)
+    if not (y_true.shape == y_pred.shape == devices.shape) or y_true.ndim != 1:
+        raise ValueError("y_true, y_pred and devices must be 1-D of equal length")
+    if y_true.size == 0:
+        raise ValueError("no clips to bootstrap")
+    if not 0 < confidence_level < 1:
+        raise ValueError(f"confidence_level must be in (0, 1), got {confidence_level}")
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be positive, got {n_resamples}")
+    point = device_metrics(y_true, y_pred, devices)["accuracy"]
+    if key not in point:
+        raise ValueError(f"key {key!r} not available; devices present: {sorted(point)}")
+    rng = np.random.default_rng(seed)
+    groups = [np.flatnonzero(devices == d) for d in DEVICES if (devices == d).any()]
+    values = np.empty(n_resamples)
+    for i in range(n_resamples):
+        idx = np.concatenate([g[rng.integers(0, g.size, g.size)] for g in groups])
+        values[i] = device_metrics(y_true[idx], y_pred[idx], devices[idx])["accuracy"][key]
+    alpha = (1 - confidence_level) / 2
+    low, high = np.nanquantile(values, [alpha, 1 - alpha])
+    return BootstrapResult(estimate=float(point[key]), low=float(low), high=float(high),
+                           confidence_level=confidence_level, n_resamples=n_resamples)
+
+
+def read_predictions(run_dir: str | Path) -> pd.DataFrame:
+    """A run's predictions.csv with a boolean ``correct`` column; clear errors on bad files."""
+    path = Path(run_dir) / "predictions.csv"
+    if not path.is_file():
+        raise CaaError(f"{path}: no predictions file")
+    try:
+        df = pd.read_csv(path, dtype={"filename": str, "device": str,
+                                      "scene_label": str, "predicted": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise CaaError(f"{path}: unreadable CSV ({exc})") from exc
+    missing = {"filename", "device", "scene_label", "predicted"} - set(df.columns)
+    if missing:
+        raise CaaError(f"{path}: missing column(s) {sorted(missing)}")
+    for col in ("scene_label", "predicted"):
+        bad = ~df[col].isin(SCENE_INDEX)
+        if bad.any():
+            i = int(bad.to_numpy().nonzero()[0][0])
+            raise CaaError(f"{path}, line {i + 2}: unknown scene {df[col].iloc[i]!r} in {col}")
+    if df["filename"].duplicated().any():
+        i = int(df["filename"].duplicated().to_numpy().nonzero()[0][0])
+        raise CaaError(f"{path}, line {i + 2}: duplicate filename {df['filename'].iloc[i]!r}")
+    df["correct"] = df["scene_label"] == df["predicted"]
+    return df
+
+
+def paired_runs_test(
+    run_dir1: str | Path, run_dir2: str | Path, device: str | None = None,
+    alternative: str = "two-sided",
+) -> McNemarResult:
+    """McNemar's exact test on the clips both runs predicted (optionally one device).
+
+    The two runs must share evaluate clips: a single-device run only covers its own
+    device, so compare it to another run on that device (``device=``).
+    """
+    p1, p2 = read_predictions(run_dir1), read_predictions(run_dir2)
+    merged = p1.merge(p2, on="filename", suffixes=("_1", "_2"))
+    if device is not None:
+        if device not in DEVICES:
+            raise CaaError(f"device must be one of {DEVICES}, got {device!r}")
+        merged = merged[merged["device_1"] == device]
+    if merged.empty:
+        where = f" on device {device}" if device else ""
+        raise CaaError(f"{run_dir1} and {run_dir2} share no evaluate clips{where}")
+    bad = merged["scene_label_1"] != merged["scene_label_2"]
+    if bad.any():
+        raise CaaError(f"{run_dir1} and {run_dir2} disagree on the label of "
+                       f"{merged['filename'][bad].iloc[0]!r}")
+    return mcnemar_exact(merged["correct_1"].to_numpy(), merged["correct_2"].to_numpy(),
+                         alternative=alternative)

@@ -1,0 +1,96 @@
+"""Every figure writes PNG + PDF + CSV from crafted runs, and the CSV holds the inputs."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from caalib.errors import CaaError
+from caalib.results.figures import (
+    fig5,
+    fig6,
+    fig7,
+    receptive_field_figure,
+    training_curves,
+)
+from caalib.results.runs import RunStoreError, load_runs
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_tables import make_run  # noqa: E402
+
+
+def _check(paths: dict[str, Path]) -> pd.DataFrame:
+    assert set(paths) == {"png", "pdf", "csv"}
+    assert paths["png"].read_bytes()[:4] == b"\x89PNG" and paths["png"].stat().st_size > 5000
+    assert paths["pdf"].read_bytes()[:4] == b"%PDF" and paths["pdf"].stat().st_size > 2000
+    assert not list(paths["png"].parent.glob(".*"))  # no temporary files left
+    return pd.read_csv(paths["csv"])
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("res")
+    make_run(root, cond_layer=4, seed=0, acc={"a": 0.75, "b": 0.5, "c": 0.25},
+             attention=True, history=True)
+    make_run(root, cond_layer=4, seed=1, acc={"a": 0.25, "b": 0.5, "c": 0.75}, history=True)
+    make_run(root, topology="pool", pooling="max", cond_layer=2,
+             acc={"a": 1.0, "b": 0.75, "c": 0.5})
+    return root
+
+
+def test_fig5(runs_dir: Path, tmp_path: Path) -> None:
+    data = _check(fig5(load_runs(runs_dir), tmp_path))
+    r = data[(data.topology == "atrous") & (data.layer == 4)].set_index("device")
+    assert r.loc["a", "accuracy"] == pytest.approx(50.0) and r.loc["a", "n_seeds"] == 2
+    assert r.loc["avg", "paper_avg"] == 67.0
+    p = data[(data.topology == "pool") & (data.device == "b")].iloc[0]
+    assert p["accuracy"] == pytest.approx(75.0) and p["paper_avg"] == 63.8
+    with pytest.raises(CaaError, match="no finished teacher-forcing"):
+        fig5(load_runs(runs_dir).iloc[0:0], tmp_path)
+
+
+def test_fig6(runs_dir: Path, tmp_path: Path) -> None:
+    run = next(runs_dir.glob("*atrous*s0"))
+    data = _check(fig6(run, tmp_path))
+    assert len(data) == 3 * 100
+    a = data[(data.device == "a") & (data.true == "bus")].set_index("predicted")
+    assert a.loc["bus", "count"] == 3 and a.loc["metro", "count"] == 1
+    assert a.loc["bus", "fraction"] == pytest.approx(0.75)
+    sums = data.groupby(["device", "true"])["fraction"].sum()
+    assert np.allclose(sums, 1.0)
+
+
+def test_fig7(runs_dir: Path, tmp_path: Path) -> None:
+    run = next(runs_dir.glob("*atrous*s0"))
+    data = _check(fig7(run, tmp_path))
+    assert len(data) == 30  # 3 devices x 10 scenes
+    with np.load(run / "attention.npz") as z:
+        k = int(np.flatnonzero((z["device"] == "b") & (z["scene_label"] == "park"))[0])
+        expected = z["attention"][k, 4]  # park is scene index 4
+    row = data[(data.device == "b") & (data.scene == "park")].iloc[0]
+    assert row["max"] == pytest.approx(float(expected.max()), rel=1e-6)
+    assert (row["frames"], row["mel_bins"]) == expected.shape
+    with pytest.raises(RunStoreError, match="attention.npz: missing"):
+        fig7(next(runs_dir.glob("*pool-max*")), tmp_path)
+
+
+def test_receptive_field_figure(tmp_path: Path) -> None:
+    rf = pd.DataFrame({"topology": ["pool"] * 2 + ["atrous"] * 2, "block": [1, 2, 1, 2],
+                       "rf_time": [5, 14, 5, 13], "rf_freq": [5, 14, 5, 13]})
+    logmel = np.random.default_rng(0).standard_normal((64, 32)).astype(np.float32)
+    data = _check(receptive_field_figure(tmp_path, rf, logmel))
+    pd.testing.assert_frame_equal(data, rf)
+    with pytest.raises(CaaError, match="rf_table needs columns"):
+        receptive_field_figure(tmp_path, rf.drop(columns="rf_freq"))
+
+
+def test_training_curves(runs_dir: Path, tmp_path: Path) -> None:
+    dirs = sorted(runs_dir.glob("*atrous*"))
+    data = _check(training_curves(dirs, tmp_path))
+    assert len(data) == 10 and set(data["run"]) == {d.name for d in dirs}
+    with pytest.raises(RunStoreError, match="history.csv: missing"):
+        training_curves([next(runs_dir.glob("*pool-max*"))], tmp_path)
