@@ -1,0 +1,47 @@
+"""``caa features``: extract (or reuse) a dataset's log-mel feature file."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "features",
+        help="extract log-mel features of a dataset into one HDF5 file",
+        description="Compute the study's log-mel features (study notes section 1) for every "
+        "clip of DATA_DIR/meta.csv. An existing file made from the same inputs and recipe "
+        "is reused unless --force.",
+    )
+    p.add_argument("data_dir", metavar="DATA_DIR", help="dataset directory (holds meta.csv)")
+    p.add_argument("--out", default=None, metavar="FILE.h5",
+                   help="output file (default: DATA_DIR/features/logmel.h5)")
+    p.add_argument("--batch-size", type=int, default=64, help="clips per torch batch")
+    p.add_argument("--workers", type=int, default=None,
+                   help="decode/resample threads (default: min(8, CPUs))")
+    p.add_argument("--device", default="cpu", help="torch device for STFT + mel: cpu or cuda")
+    p.add_argument("--force", action="store_true", help="rebuild even if the file is current")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import h5py
+
+    from ..features import default_feature_path, extract_features
+
+    out = args.out if args.out is not None else default_feature_path(args.data_dir)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        path = extract_features(
+            args.data_dir, out, batch_size=args.batch_size, workers=args.workers,
+            device=args.device, progress=not args.quiet, force=args.force,
+        )
+    for w in caught:
+        print(f"caa features: warning: {w.message}", file=sys.stderr)
+    with h5py.File(path, "r") as h5:
+        n, t, f = h5["feature"].shape
+    print(f"[features] {path}: {n} clips x {t} frames x {f} mel bins")
+    return 0

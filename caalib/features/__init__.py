@@ -1,0 +1,54 @@
+"""Log-mel features: the reference recipe, the batched torch path, the HDF5 cache.
+
+`reference_logmel` is the oracle of study notes section 1; `LogMel` / `logmel` compute
+the same numbers in batches; `extract_features` / `load_features` manage the per-dataset
+cache the training reads; `fit_standardiser` / `standardise` normalise each mel bin.
+"""
+
+from .audio import read_clip, resample
+from .cache import (
+    FeatureSet,
+    SilentClipWarning,
+    default_feature_path,
+    extract_features,
+    fingerprint,
+    load_features,
+)
+from .fast import LogMel, density_scale, logmel
+from .recipe import (
+    HOP,
+    LOG_OFFSET,
+    N_FFT,
+    N_MELS,
+    RECIPE,
+    SAMPLE_RATE,
+    mel_matrix,
+    n_frames,
+    reference_logmel,
+)
+from .standardise import fit_standardiser, standardise
+
+__all__ = [
+    "HOP",
+    "LOG_OFFSET",
+    "N_FFT",
+    "N_MELS",
+    "RECIPE",
+    "SAMPLE_RATE",
+    "FeatureSet",
+    "LogMel",
+    "SilentClipWarning",
+    "default_feature_path",
+    "density_scale",
+    "extract_features",
+    "fingerprint",
+    "fit_standardiser",
+    "load_features",
+    "logmel",
+    "mel_matrix",
+    "n_frames",
+    "read_clip",
+    "reference_logmel",
+    "resample",
+    "standardise",
+]

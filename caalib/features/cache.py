@@ -1,0 +1,319 @@
+"""Extract log-mels for a whole dataset into one HDF5 file, and read it back.
+
+The file records the recipe and a fingerprint of its inputs (meta.csv plus each clip's
+size and modification time), so a second run with nothing changed reuses it instead of
+spending minutes recomputing, and any change rebuilds it. Output goes through
+`caalib.atomic.atomic_path`: a failure never leaves a partial file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sys
+import warnings
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .. import __version__
+from ..atomic import atomic_path
+from ..datasets import read_dataset
+from ..errors import CaaError, FeatureError
+from .audio import read_clip
+from .fast import LogMel
+from .recipe import HOP, N_FFT, N_MELS, RECIPE, SAMPLE_RATE, n_frames
+
+log = logging.getLogger(__name__)
+
+META_COLUMNS: tuple[str, ...] = ("filename", "scene_label", "identifier", "source_label")
+FEATURE_FILE_NAME = "logmel.h5"
+
+
+class SilentClipWarning(UserWarning):
+    """Some clips are digital silence: usable, but probably not what the user meant."""
+
+
+@dataclass
+class FeatureSet:
+    """A loaded feature file: features, the meta.csv columns per clip, the file's attributes."""
+
+    feature: np.ndarray  # (N, T, 64) float32
+    meta: pd.DataFrame  # filename, scene_label, identifier, source_label
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.feature.shape[0])
+
+
+def default_feature_path(data_dir: str | os.PathLike[str]) -> Path:
+    """Where the training looks for a dataset's features: ``<data_dir>/features/logmel.h5``."""
+    return Path(data_dir) / "features" / FEATURE_FILE_NAME
+
+
+def settings_json() -> str:
+    """The recipe as canonical JSON: equal strings mean equal numbers."""
+    return json.dumps(RECIPE, sort_keys=True)
+
+
+# ---------------------------------------------------------------------------- reading inputs
+
+
+def _read_meta(data_dir: Path) -> pd.DataFrame:
+    """The clips of meta.csv in file order, via the dataset reader (its checks included).
+
+    Adds ``_line``, each clip's line number in meta.csv, for error messages.
+    """
+    try:
+        df = read_dataset(data_dir)
+    except CaaError as exc:
+        raise FeatureError(str(exc)) from exc
+    if len(df) == 0:
+        raise FeatureError(f"{data_dir / 'meta.csv'}: lists no clips")
+    df = df.reset_index(drop=True)
+    lines = (data_dir / "meta.csv").read_text(encoding="utf-8-sig").splitlines()
+    line_of = {ln.split("\t", 1)[0]: no for no, ln in enumerate(lines, start=1) if no > 1}
+    df["_line"] = [line_of.get(f, 0) for f in df["filename"]]
+    return df
+
+
+def fingerprint(data_dir: Path, meta: pd.DataFrame) -> str:
+    """Hash of meta.csv's bytes and every listed clip's name, size and mtime_ns."""
+    meta_path = data_dir / "meta.csv"
+    h = hashlib.sha256()
+    try:
+        h.update(meta_path.read_bytes())
+    except OSError as exc:
+        raise FeatureError(f"{meta_path}: cannot read: {exc}") from exc
+    lines = meta["_line"] if "_line" in meta else [0] * len(meta)
+    for name, line in zip(meta["filename"], lines, strict=True):
+        path = data_dir / name
+        try:
+            st = path.stat()
+        except OSError as exc:
+            raise FeatureError(
+                f"{path}: audio file listed in {meta_path}{f' line {line}' if line else ''} "
+                f"does not exist "
+                f"or cannot be read ({exc.strerror})"
+            ) from exc
+        h.update(f"\0{name}\0{st.st_size}\0{st.st_mtime_ns}".encode())
+    return h.hexdigest()
+
+
+def _cache_is_current(path: Path, fp: str, settings: str, n_clips: int) -> bool:
+    if not path.is_file():
+        return False
+    try:
+        with h5py.File(path, "r") as h5:
+            return (
+                h5.attrs.get("fingerprint") == fp
+                and h5.attrs.get("settings_json") == settings
+                and "feature" in h5
+                and h5["feature"].shape[0] == n_clips
+            )
+    except Exception:  # unreadable or foreign file: rebuild it
+        return False
+
+
+# -------------------------------------------------------------------------------- extraction
+
+
+def _resolve_device(device: str | torch.device) -> torch.device:
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise FeatureError(f"unknown device {device!r} (use cpu or cuda)") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise FeatureError(f"device {device!r} requested but CUDA is not available")
+    return dev
+
+
+def _prefetch(
+    pool: ThreadPoolExecutor, jobs: Sequence[tuple[Path, str]], lookahead: int
+) -> Iterator[tuple[np.ndarray, bool]]:
+    """Decoded clips in order, keeping at most ``lookahead`` decodes in flight (bounded memory)."""
+    pending: deque[Future[tuple[np.ndarray, bool]]] = deque()
+    it = iter(jobs)
+    for job in it:
+        pending.append(pool.submit(read_clip, *job))
+        if len(pending) >= lookahead:
+            break
+    while pending:
+        result = pending.popleft().result()
+        nxt = next(it, None)
+        if nxt is not None:
+            pending.append(pool.submit(read_clip, *nxt))
+        yield result
+
+
+def _build(
+    tmp: Path,
+    data_dir: Path,
+    meta: pd.DataFrame,
+    fp: str,
+    *,
+    batch_size: int,
+    workers: int,
+    device: torch.device,
+    progress: bool,
+) -> list[str]:
+    """Write the feature file to ``tmp``; return the names of silent clips."""
+    meta_path = data_dir / "meta.csv"
+    names = [str(f) for f in meta["filename"]]
+    jobs = [(data_dir / f, f"{meta_path} line {no}") for f, no in zip(names, meta["_line"],
+                                                                        strict=True)]
+    module = LogMel().to(device)
+    silent: list[str] = []
+    first: tuple[str, int, int] | None = None  # name, frames, samples of the first clip
+    n = len(names)
+    with h5py.File(tmp, "w") as h5:
+        str_dtype = h5py.string_dtype("utf-8")
+        for col in META_COLUMNS:
+            h5.create_dataset(col, data=np.array([str(v) for v in meta[col]], dtype=object),
+                              dtype=str_dtype)
+        dset = None
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="caa-decode")
+        bar = tqdm(total=n, unit="clip", desc="log-mel", disable=not progress)
+        try:
+            batch: list[np.ndarray] = []
+            start = 0
+            for i, (x, is_silent) in enumerate(_prefetch(pool, jobs, batch_size + 2 * workers)):
+                frames = n_frames(x.shape[0])
+                if first is None:
+                    first = (names[i], frames, x.shape[0])
+                elif frames != first[1]:
+                    raise FeatureError(
+                        f"{data_dir / names[i]}: {frames} frames ({x.shape[0]} samples at "
+                        f"{SAMPLE_RATE} Hz) but {first[0]} gives {first[1]} frames "
+                        f"({first[2]} samples); all clips must give the same number of "
+                        f"frames ({jobs[i][1]})"
+                    )
+                if is_silent:
+                    silent.append(names[i])
+                batch.append(x[: N_FFT + (frames - 1) * HOP])  # the samples the frames use
+                if len(batch) == batch_size or i == n - 1:
+                    with torch.inference_mode():
+                        out = module(torch.from_numpy(np.stack(batch))).cpu().numpy()
+                    if dset is None:
+                        dset = h5.create_dataset("feature", shape=(n, frames, N_MELS),
+                                                 dtype=np.float32)
+                    dset[start : start + len(batch)] = out
+                    start += len(batch)
+                    bar.update(len(batch))
+                    batch = []
+        finally:
+            bar.close()
+            pool.shutdown(wait=True, cancel_futures=True)
+        for key, value in RECIPE.items():
+            h5.attrs[key] = value
+        h5.attrs["settings_json"] = settings_json()
+        h5.attrs["fingerprint"] = fp
+        h5.attrs["caalib_version"] = __version__
+        h5.attrs["n_clips"] = n
+        h5.attrs["n_frames"] = first[1] if first else 0
+        h5.attrs["silent_clips"] = json.dumps(silent)
+    return silent
+
+
+def _warn_silent(silent: Sequence[str], out_path: Path) -> None:
+    if not silent:
+        return
+    shown = ", ".join(silent[:10]) + (f" (+{len(silent) - 10} more)" if len(silent) > 10 else "")
+    warnings.warn(
+        f"{len(silent)} silent clip(s) (all samples zero) in {out_path}: {shown}",
+        SilentClipWarning,
+        stacklevel=3,
+    )
+
+
+def extract_features(
+    data_dir: str | os.PathLike[str],
+    out_path: str | os.PathLike[str] | None = None,
+    *,
+    batch_size: int = 64,
+    workers: int | None = None,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    force: bool = False,
+) -> Path:
+    """Log-mel features of every clip of ``data_dir``'s meta.csv (in its order) into one HDF5.
+
+    Decoding and resampling run in ``workers`` threads; the STFT and mel run in torch
+    batches of ``batch_size`` on ``device``. An existing file made from the same inputs
+    with the same recipe is reused unless ``force``. Silent clips raise a
+    `SilentClipWarning`; everything unusable raises `FeatureError` naming the file.
+    """
+    data_dir = Path(data_dir)
+    out = Path(out_path) if out_path is not None else default_feature_path(data_dir)
+    if batch_size < 1:
+        raise FeatureError(f"batch_size must be at least 1, got {batch_size}")
+    workers = workers if workers is not None else min(8, os.cpu_count() or 1)
+    if workers < 1:
+        raise FeatureError(f"workers must be at least 1, got {workers}")
+    dev = _resolve_device(device)
+    if not data_dir.is_dir():
+        raise FeatureError(f"{data_dir}: dataset directory does not exist")
+    meta = _read_meta(data_dir)
+    fp = fingerprint(data_dir, meta)
+    if not force and _cache_is_current(out, fp, settings_json(), len(meta)):
+        msg = f"reusing {out}: inputs and recipe unchanged"
+        log.info(msg)
+        if progress:
+            print(msg, file=sys.stderr)
+        with h5py.File(out, "r") as h5:
+            _warn_silent(json.loads(h5.attrs.get("silent_clips", "[]")), out)
+        return out
+    try:
+        with atomic_path(out) as tmp:
+            silent = _build(tmp, data_dir, meta, fp, batch_size=batch_size, workers=workers,
+                            device=dev, progress=progress)
+    except OSError as exc:
+        raise FeatureError(f"{out}: cannot write feature file: {exc}") from exc
+    log.info("wrote %s (%d clips)", out, len(meta))
+    _warn_silent(silent, out)
+    return out
+
+
+# ----------------------------------------------------------------------------------- loading
+
+
+def load_features(path: str | os.PathLike[str]) -> FeatureSet:
+    """Read a file written by `extract_features`; FeatureError naming it if it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise FeatureError(f"{path}: feature file does not exist (run `caa features DATA_DIR`)")
+    try:
+        with h5py.File(path, "r") as h5:
+            missing = [k for k in ("feature", *META_COLUMNS) if k not in h5]
+            if missing:
+                raise FeatureError(
+                    f"{path}: not a feature file (missing dataset(s) {', '.join(missing)})"
+                )
+            feature = h5["feature"][()]
+            meta = pd.DataFrame({col: h5[col].asstr()[()] for col in META_COLUMNS})
+            attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in h5.attrs.items()}
+    except FeatureError:
+        raise
+    except Exception as exc:  # h5py raises OSError, KeyError, ValueError on damaged files
+        raise FeatureError(f"{path}: cannot read feature file: {exc}") from exc
+    if feature.ndim != 3 or feature.shape[2] != N_MELS or feature.dtype != np.float32:
+        raise FeatureError(
+            f"{path}: 'feature' is {feature.dtype} {feature.shape}, expected float32 "
+            f"(N, T, {N_MELS})"
+        )
+    if len(meta) != feature.shape[0]:
+        raise FeatureError(
+            f"{path}: {feature.shape[0]} feature rows but {len(meta)} file names"
+        )
+    return FeatureSet(feature=feature, meta=meta, attrs=attrs)

@@ -1,0 +1,435 @@
+"""Log-mel features: the fast path against the reference, the HDF5 cache, bad input."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import h5py
+import librosa
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.signal
+import soundfile as sf
+import torch
+
+from caalib.errors import FeatureError
+from caalib.features import (
+    LogMel,
+    SilentClipWarning,
+    default_feature_path,
+    density_scale,
+    extract_features,
+    fit_standardiser,
+    load_features,
+    logmel,
+    mel_matrix,
+    n_frames,
+    reference_logmel,
+    resample,
+    standardise,
+)
+from caalib.features import cache as cache_mod
+from caalib.features.recipe import mono
+
+TOL = {"rtol": 1e-4, "atol": 1e-4}
+
+
+def _signal(n: int, sr: int, channels: int, seed: int) -> np.ndarray:
+    """Noise plus a few tones with a silent gap: broadband and tonal content, wide range."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / sr
+    out = []
+    for c in range(channels):
+        x = 0.05 * rng.standard_normal(n)
+        for f in rng.uniform(50, 15000, size=3):
+            x += rng.uniform(0.05, 0.4) * np.sin(2 * np.pi * f * t + c)
+        x[n // 3 : n // 3 + n // 10] = 0.0
+        out.append(x)
+    return np.stack(out, axis=1) if channels > 1 else out[0]
+
+
+def _fast(audio: np.ndarray, sr: int) -> np.ndarray:
+    """The fast path as extract_features runs it: mono, soxr resample, torch LogMel."""
+    return logmel(torch.from_numpy(resample(mono(audio), sr))[None])[0].numpy()
+
+
+# ------------------------------------------------------------------------- the recipe itself
+
+
+def test_density_scale_is_what_scipy_applies_in_magnitude_mode() -> None:
+    x = _signal(8000, 44100, 1, 0)
+    w = np.hamming(2048)
+    _, _, spec = scipy.signal.spectrogram(
+        x, fs=44100, window=w, nperseg=2048, noverlap=672, detrend=False,
+        return_onesided=True, mode="magnitude",
+    )
+    frames = np.lib.stride_tricks.sliding_window_view(x, 2048)[::1376]
+    ours = np.abs(np.fft.rfft(frames * w, axis=1)) * density_scale(w)
+    np.testing.assert_allclose(ours.T, spec, rtol=1e-12, atol=0)
+
+
+def test_torch_window_and_torchaudio_mel_agree_with_numpy_and_librosa() -> None:
+    np.testing.assert_allclose(
+        torch.hamming_window(2048, periodic=False, dtype=torch.float64).numpy(),
+        np.hamming(2048), atol=1e-15,
+    )
+    import torchaudio
+
+    fb = torchaudio.functional.melscale_fbanks(
+        1025, 20.0, 22050.0, 64, 44100, norm="slaney", mel_scale="slaney"
+    ).numpy().T
+    assert mel_matrix().shape == (64, 1025)
+    np.testing.assert_allclose(fb, mel_matrix(), rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize("n", [4800, 4801, 4799, 12345, 48000])
+def test_resample_is_bit_identical_to_librosa(n: int) -> None:
+    x = np.random.default_rng(n).standard_normal(n)
+    expected = librosa.resample(x, orig_sr=48000, target_sr=44100)
+    got = resample(x, 48000)
+    assert got.dtype == expected.dtype and got.shape == expected.shape
+    assert np.array_equal(got, expected)
+
+
+@pytest.mark.parametrize("sr", [48000, 44100])
+@pytest.mark.parametrize("channels", [1, 2])
+def test_fast_path_equals_reference(sr: int, channels: int) -> None:
+    audio = _signal(int(0.6 * sr), sr, channels, seed=sr + channels)
+    ref = reference_logmel(audio, sr)
+    ours = _fast(audio, sr)
+    assert ref.dtype == ours.dtype == np.float32
+    assert ref.shape == ours.shape == (n_frames(int(np.ceil(0.6 * 44100))), 64)
+    np.testing.assert_allclose(ours, ref, **TOL)
+    # float64 compute reproduces scipy to the float32 rounding of the log
+    assert np.max(np.abs(ours - ref)) <= 1e-5
+
+
+def test_stereo_is_the_mean_of_its_channels() -> None:
+    audio = _signal(9000, 44100, 2, 3)
+    np.testing.assert_array_equal(
+        reference_logmel(audio, 44100), reference_logmel(audio.mean(axis=1), 44100)
+    )
+    assert not np.allclose(reference_logmel(audio, 44100), reference_logmel(audio[:, 0], 44100))
+
+
+def test_ten_seconds_give_320_frames_at_both_rates() -> None:
+    for sr in (44100, 48000):
+        x = np.random.default_rng(sr).standard_normal(10 * sr) * 0.1
+        assert reference_logmel(x, sr).shape == (320, 64)
+        assert _fast(x, sr).shape == (320, 64)
+
+
+def test_batched_module_matches_clip_by_clip_and_float32_is_close() -> None:
+    batch = np.stack([_signal(7000, 44100, 1, s) for s in range(3)])
+    out = LogMel()(torch.from_numpy(batch)).numpy()
+    for i in range(3):
+        np.testing.assert_array_equal(out[i], reference_logmel(batch[i], 44100))
+    out32 = LogMel(torch.float32)(torch.from_numpy(batch)).numpy()
+    np.testing.assert_allclose(out32, out, rtol=1e-3, atol=1e-3)
+
+
+def test_reference_rejects_clip_shorter_than_one_frame() -> None:
+    with pytest.raises(FeatureError, match="too short"):
+        reference_logmel(np.ones(2047), 44100)
+    assert reference_logmel(np.ones(2048), 44100).shape == (1, 64)
+
+
+# ------------------------------------------------------------------ hand-made real layouts
+
+
+SCENES = ("airport", "bus", "park", "tram")
+
+
+def _clip_specs(seconds: float) -> list[dict]:
+    """Parallel recordings: A at 48 kHz stereo 24 bit, B/C at 44.1 kHz mono 16 bit."""
+    specs = []
+    for i, scene in enumerate(SCENES):
+        for dev, sr, ch, subtype in (("a", 48000, 2, "PCM_24"), ("b", 44100, 1, "PCM_16"),
+                                     ("c", 44100, 1, "PCM_16")):
+            specs.append({
+                "name": f"audio/{scene}-lisbon-{i}-{i * 10}-{dev}.wav",
+                "scene": scene, "identifier": f"lisbon-{i}", "device": dev,
+                "sr": sr, "channels": ch, "subtype": subtype, "seconds": seconds,
+                "seed": len(specs),
+            })
+    return specs
+
+
+def write_dataset(root: Path, layout: str, specs: list[dict] | None = None,
+                  seconds: float = 0.25) -> Path:
+    """A dataset in the on-disk layout of study notes section 4 (2018 or 2019 fold style)."""
+    specs = specs if specs is not None else _clip_specs(seconds)
+    (root / "audio").mkdir(parents=True, exist_ok=True)
+    (root / "evaluation_setup").mkdir(exist_ok=True)
+    rows = []
+    for s in specs:
+        audio = _signal(int(round(s["seconds"] * s["sr"])), s["sr"], s["channels"], s["seed"])
+        audio = np.clip(audio * 0.5, -1, 1)
+        sf.write(root / s["name"], audio, s["sr"], subtype=s["subtype"])
+        rows.append(f"{s['name']}\t{s['scene']}\t{s['identifier']}\t{s['device']}")
+    (root / "meta.csv").write_text(
+        "filename\tscene_label\tidentifier\tsource_label\n" + "\n".join(rows) + "\n"
+    )
+    train = [s for k, s in enumerate(specs) if k % 3 != 2]
+    evaluate = [s for k, s in enumerate(specs) if k % 3 == 2]
+    for split, members in (("train", train), ("evaluate", evaluate)):
+        lines = [f"{s['name']}\t{s['scene']}" for s in members]
+        if layout == "dcase2018":
+            text = "\n".join(lines) + "\n"
+            (root / "evaluation_setup" / f"fold1_{split}.txt").write_text(text)
+        else:
+            text = "filename\tscene_label\n" + "\n".join(lines) + "\n"
+            (root / "evaluation_setup" / f"fold1_{split}.csv").write_text(text)
+    return root
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
+    """Both layouts, extracted once for the read-only tests."""
+    out = {}
+    for layout in ("dcase2018", "dcase2019"):
+        root = write_dataset(tmp_path_factory.mktemp(layout) / "data", layout)
+        out[layout] = (root, extract_features(root, default_feature_path(root), batch_size=5,
+                                              workers=2, progress=False))
+    return out
+
+
+@pytest.mark.parametrize("layout", ["dcase2018", "dcase2019"])
+def test_extraction_matches_reference_in_both_layouts(built, layout: str) -> None:
+    root, path = built[layout]
+    assert path == root / "features" / "logmel.h5"
+    fs = load_features(path)
+    meta = pd.read_csv(root / "meta.csv", sep="\t", dtype=str)
+    pd.testing.assert_frame_equal(fs.meta, meta[list(fs.meta.columns)])
+    assert fs.feature.dtype == np.float32
+    assert fs.feature.shape == (len(meta), n_frames(int(0.25 * 44100)), 64)
+    for i, name in enumerate(meta["filename"]):
+        audio, sr = sf.read(root / name)
+        np.testing.assert_allclose(fs.feature[i], reference_logmel(audio, sr), **TOL)
+    assert fs.attrs["n_mels"] == 64 and fs.attrs["hop"] == 1376 and fs.attrs["n_fft"] == 2048
+    assert fs.attrs["sample_rate"] == 44100 and fs.attrs["log_offset"] == 1e-8
+    assert fs.attrs["scaling"].startswith("density") and "hamming" in fs.attrs["window"]
+    assert len(fs.attrs["fingerprint"]) == 64 and fs.attrs["caalib_version"]
+
+
+def test_tiny_synthetic_dataset(tiny_features_2018: Path, tiny_dataset_2018: Path) -> None:
+    from caalib.datasets import read_dataset
+
+    fs = load_features(tiny_features_2018)
+    df = read_dataset(tiny_dataset_2018)
+    assert list(fs.meta["filename"]) == list(df["filename"])
+    assert list(fs.meta["source_label"]) == list(df["source_label"])
+    assert fs.feature.shape[0] == len(df) and fs.feature.shape[2] == 64
+    assert np.all(np.isfinite(fs.feature))
+    for i in (0, len(df) - 1):
+        audio, sr = sf.read(tiny_dataset_2018 / df["filename"][i])
+        np.testing.assert_allclose(fs.feature[i], reference_logmel(audio, sr), **TOL)
+
+
+# ----------------------------------------------------------------------------------- caching
+
+
+@pytest.fixture
+def counted(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls: list[int] = []
+    real = cache_mod._build
+
+    def wrapper(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cache_mod, "_build", wrapper)
+    return calls
+
+
+def test_cache_reused_and_rebuilt(tmp_path: Path, counted: list[int], capsys) -> None:
+    specs = _clip_specs(0.2)[:4]
+    root = write_dataset(tmp_path / "d", "dcase2018", specs)
+    out = tmp_path / "f.h5"
+    extract_features(root, out, workers=1, progress=False)
+    assert len(counted) == 1
+    stamp = out.stat().st_mtime_ns
+    time.sleep(0.01)
+
+    assert extract_features(root, out, workers=1, progress=True) == out
+    assert len(counted) == 1 and out.stat().st_mtime_ns == stamp
+    assert "reusing" in capsys.readouterr().err
+
+    extract_features(root, out, workers=1, progress=False, force=True)
+    assert len(counted) == 2
+
+    # an input changes: one clip rewritten with other content
+    first = root / specs[0]["name"]
+    before = load_features(out).feature[0].copy()
+    sf.write(first, _signal(int(0.2 * 48000), 48000, 2, 99) * 0.5, 48000, subtype="PCM_24")
+    os.utime(first, ns=(time.time_ns(), time.time_ns() + 10**9))
+    extract_features(root, out, workers=1, progress=False)
+    assert len(counted) == 3
+    assert not np.allclose(load_features(out).feature[0], before)
+
+    # the recipe the file records differs from the current one (e.g. an older version)
+    with h5py.File(out, "r+") as h5:
+        h5.attrs["settings_json"] = h5.attrs["settings_json"].replace('"n_mels": 64',
+                                                                       '"n_mels": 40')
+    extract_features(root, out, workers=1, progress=False)
+    assert len(counted) == 4
+    extract_features(root, out, workers=1, progress=False)
+    assert len(counted) == 4
+
+    # meta.csv changes: the last clip dropped (from the folds too)
+    meta = (root / "meta.csv").read_text().splitlines()
+    (root / "meta.csv").write_text("\n".join(meta[:-1]) + "\n")
+    for fold in (root / "evaluation_setup").iterdir():
+        kept = [ln for ln in fold.read_text().splitlines() if specs[-1]["name"] not in ln]
+        fold.write_text("\n".join(kept) + "\n")
+    extract_features(root, out, workers=1, progress=False)
+    assert len(counted) == 5 and load_features(out).feature.shape[0] == len(meta) - 2
+
+
+def test_corrupt_cache_file_is_rebuilt(tmp_path: Path, counted: list[int]) -> None:
+    root = write_dataset(tmp_path / "d", "dcase2019", _clip_specs(0.2)[:3])
+    out = default_feature_path(root)
+    out.parent.mkdir(parents=True)
+    out.write_bytes(b"not hdf5")
+    extract_features(root, out, workers=1, progress=False)
+    assert len(counted) == 1 and load_features(out).feature.shape[0] == 3
+
+
+# ------------------------------------------------------------------------------- bad input
+
+
+def _assert_clean_failure(out: Path, match: str, root: Path, **kw) -> FeatureError:
+    with pytest.raises(FeatureError, match=match) as info:
+        extract_features(root, out, workers=2, batch_size=2, progress=False, **kw)
+    assert not out.exists()
+    if out.parent.is_dir():
+        assert not [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}")]
+    return info.value
+
+
+@pytest.fixture
+def small(tmp_path: Path) -> tuple[Path, list[dict]]:
+    specs = _clip_specs(0.2)[:6]
+    return write_dataset(tmp_path / "d", "dcase2018", specs), specs
+
+
+def test_missing_meta_csv(small, tmp_path: Path) -> None:
+    root, _ = small
+    (root / "meta.csv").unlink()
+    _assert_clean_failure(tmp_path / "o" / "f.h5", "meta.csv", root)
+
+
+def test_missing_audio_file_named_with_line(small, tmp_path: Path) -> None:
+    root, specs = small
+    (root / specs[4]["name"]).unlink()
+    err = _assert_clean_failure(tmp_path / "o" / "f.h5", Path(specs[4]["name"]).name, root)
+    assert "meta.csv line 6" in str(err)
+
+
+def test_corrupt_wav(small, tmp_path: Path) -> None:
+    root, specs = small
+    (root / specs[3]["name"]).write_bytes(b"RIFF nonsense " * 50)
+    err = _assert_clean_failure(tmp_path / "o" / "f.h5", Path(specs[3]["name"]).name, root)
+    assert "meta.csv line 5" in str(err)
+
+
+def test_truncated_wav(small, tmp_path: Path) -> None:
+    root, specs = small
+    path = root / specs[2]["name"]
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    _assert_clean_failure(tmp_path / "o" / "f.h5", f"{path.name}.*truncated", root)
+
+
+def test_clip_too_short(small, tmp_path: Path) -> None:
+    root, specs = small
+    sf.write(root / specs[1]["name"], np.full(2000, 0.1), 44100)  # < 2048 samples
+    _assert_clean_failure(tmp_path / "o" / "f.h5", f"{Path(specs[1]['name']).name}.*too short",
+                          root)
+
+
+def test_clip_with_other_frame_count(small, tmp_path: Path) -> None:
+    root, specs = small
+    sf.write(root / specs[5]["name"], _signal(44100, 44100, 1, 7) * 0.3, 44100)
+    err = _assert_clean_failure(tmp_path / "o" / "f.h5", Path(specs[5]["name"]).name, root)
+    msg = str(err)
+    assert f"{n_frames(44100)} frames" in msg and f"{n_frames(int(0.2 * 44100))} frames" in msg
+
+
+def test_unwritable_output(small, tmp_path: Path) -> None:
+    root, _ = small
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    out = blocker / "f.h5"
+    with pytest.raises(FeatureError, match="a_file"):
+        extract_features(root, out, workers=1, progress=False)
+    assert blocker.read_text() == "x"
+
+
+def test_silent_clip_warns_not_fails(small, tmp_path: Path) -> None:
+    root, specs = small
+    sf.write(root / specs[2]["name"], np.zeros(int(0.2 * 44100)), 44100)
+    out = tmp_path / "f.h5"
+    with pytest.warns(SilentClipWarning, match=Path(specs[2]["name"]).name):
+        extract_features(root, out, workers=1, progress=False)
+    fs = load_features(out)
+    assert np.all(fs.feature[2] == np.float32(np.log(1e-8)))
+    with pytest.warns(SilentClipWarning):  # the reused file still says so
+        extract_features(root, out, workers=1, progress=False)
+
+
+def test_load_features_errors(tmp_path: Path) -> None:
+    with pytest.raises(FeatureError, match="nope.h5"):
+        load_features(tmp_path / "nope.h5")
+    junk = tmp_path / "junk.h5"
+    junk.write_text("hello")
+    with pytest.raises(FeatureError, match="junk.h5"):
+        load_features(junk)
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as h5:
+        h5["x"] = np.zeros(3)
+    with pytest.raises(FeatureError, match="other.h5.*not a feature file"):
+        load_features(other)
+
+
+# ------------------------------------------------------------------------ standardisation
+
+
+def test_standardiser_per_mel_bin() -> None:
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((7, 11, 64)) * np.arange(1, 65) + np.arange(64)).astype(np.float32)
+    x[:, :, 5] = -3.0  # a constant bin
+    mean, std = fit_standardiser(x, chunk=2)
+    assert mean.shape == std.shape == (64,)
+    np.testing.assert_allclose(mean, x.reshape(-1, 64).mean(axis=0), rtol=1e-5, atol=1e-5)
+    expected_std = x.reshape(-1, 64).std(axis=0)
+    expected_std[5] = 1.0
+    np.testing.assert_allclose(std, expected_std, rtol=1e-5)
+    z = standardise(x, mean, std)
+    assert z.dtype == np.float32
+    np.testing.assert_allclose(z.reshape(-1, 64).mean(axis=0), 0, atol=1e-5)
+    keep = np.arange(64) != 5
+    np.testing.assert_allclose(z.reshape(-1, 64).std(axis=0)[keep], 1, rtol=1e-4)
+    assert np.all(z[:, :, 5] == 0)
+
+
+# -------------------------------------------------------------------------------------- CLI
+
+
+def test_cli_features(small, tmp_path: Path, capsys) -> None:
+    from caalib.cli import main
+
+    root, specs = small
+    out = tmp_path / "cli.h5"
+    assert main(["features", str(root), "--out", str(out), "--workers", "1", "--quiet"]) == 0
+    assert load_features(out).feature.shape[0] == len(specs)
+    assert "6 clips" in capsys.readouterr().out
+    (root / specs[0]["name"]).unlink()
+    assert main(["features", str(root), "--out", str(out), "--force", "--quiet"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("caa features: error:")
+    assert Path(specs[0]["name"]).name in err[0]
+    assert out.exists()  # the previous good file survives a failed rebuild
