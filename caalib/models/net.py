@@ -1,0 +1,268 @@
+"""CAA-Net and its relatives: one module for the paper's 14 models x 4 strategies.
+
+A model is a backbone topology (pooled, unpooled or atrous; four 5x5 conv blocks), a
+pooling head, and a training strategy that decides whether and how the device
+conditions one block (Eq. 1): ``single``/``joint`` do not condition; ``teacher_forcing``
+conditions on the true device given to ``forward``; ``multi_task`` adds CNN-d and
+conditions on its predicted device. Released-code facts live in the study notes,
+section 2; the paper's Section III describes the same design.
+
+A property of Eq. 1 worth knowing when reading results: the conditioning adds one
+constant per (sample, channel) before BatchNorm, so in training mode a batch whose clips
+all carry the same device has its shift removed by BatchNorm's mean subtraction (only
+the differences between devices inside a batch survive; the 1x1 conv's bias never does).
+In eval mode the running statistics are fixed and the shift acts in full.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from .blocks import ConvBlock, DeviceConditioning
+from .device_cnn import DEVICE_CNN_CHANNELS, DeviceCNN, one_hot
+from .heads import ATTENTION_VARIANTS, AttentionHead, FlattenHead, GlobalPoolHead
+from .init import init_module
+
+TOPOLOGIES: tuple[str, ...] = ("pool", "nopool", "atrous")
+POOLINGS: tuple[str, ...] = ("flatten", "max", "avg", "roi", "att", "roi+att")
+STRATEGIES: tuple[str, ...] = ("single", "joint", "teacher_forcing", "multi_task")
+CONDITIONED_STRATEGIES: tuple[str, ...] = ("teacher_forcing", "multi_task")
+COND_LAYERS: tuple[int, ...] = (1, 2, 3, 4)
+
+#: The paper's 14 models (Table I): which heads each topology was run with.
+VALID_POOLINGS: dict[str, tuple[str, ...]] = {
+    "pool": ("flatten", "max", "avg", "att"),
+    "nopool": ("max", "avg", "roi", "att", "roi+att"),
+    "atrous": ("max", "avg", "roi", "att", "roi+att"),
+}
+
+BACKBONE_CHANNELS: tuple[int, ...] = (64, 128, 256, 512)
+DILATIONS: dict[str, tuple[int, ...]] = {
+    "pool": (1, 1, 1, 1),
+    "nopool": (1, 1, 1, 1),
+    "atrous": (1, 2, 4, 8),
+}
+ATTENTION_POOLINGS: tuple[str, ...] = ("att", "roi+att")
+
+
+class ModelConfigError(ConfigError, ValueError):
+    """An invalid model argument: a ValueError for callers, a one-line error for the CLI."""
+
+
+@dataclass
+class ModelOutput:
+    """What every model returns.
+
+    scene: (B, n_classes) float32 log-probability scores (see ``AttentionHead`` for what
+        holds for the attention heads). device: (B, n_devices) float32 log-probabilities
+        of CNN-d (``multi_task`` only, else None). attention: (B, n_classes, T', F')
+        attention normalised to sum 1 over the bins of each class (attention heads
+        only, else None).
+    """
+
+    scene: torch.Tensor
+    device: torch.Tensor | None = None
+    attention: torch.Tensor | None = None
+
+
+def scale_channels(channels: int, width: float) -> int:
+    """``max(1, round(channels * width))``: width 1 is exactly the released size."""
+    return max(1, round(channels * width))
+
+
+def block_map_sizes(topology: str, n_frames: int, n_mels: int) -> list[tuple[int, int]]:
+    """(T, F) of each block's output for an input of ``n_frames`` x ``n_mels``."""
+    sizes = []
+    t, f = n_frames, n_mels
+    for _ in BACKBONE_CHANNELS:
+        if topology == "pool":
+            t, f = t // 2, f // 2
+        sizes.append((t, f))
+    return sizes
+
+
+def _allowed(values: tuple) -> str:
+    return ", ".join(str(v) for v in values)
+
+
+def _check_choice(name: str, value: object, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ModelConfigError(f"{name} {value!r} is not defined; allowed: {_allowed(allowed)}")
+
+
+def _check_positive_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ModelConfigError(f"{name} must be a positive integer, got {value!r}")
+
+
+def validate_model_args(topology: str, pooling: str, strategy: str, cond_layer: int | None,
+                        n_classes: int, n_devices: int, width: float, n_frames: int,
+                        n_mels: int, attention: str) -> int | None:
+    """Raise ModelConfigError naming the allowed values; return the effective cond_layer."""
+    _check_choice("topology", topology, TOPOLOGIES)
+    _check_choice("pooling", pooling, POOLINGS)
+    if pooling not in VALID_POOLINGS[topology]:
+        raise ModelConfigError(
+            f"pooling {pooling!r} is not defined for topology {topology!r}; "
+            f"allowed: {_allowed(VALID_POOLINGS[topology])}"
+        )
+    _check_choice("strategy", strategy, STRATEGIES)
+    if cond_layer is not None and (isinstance(cond_layer, bool) or cond_layer not in COND_LAYERS):
+        raise ModelConfigError(
+            f"cond_layer {cond_layer!r} is not defined; allowed: {_allowed(COND_LAYERS)}"
+        )
+    if strategy in CONDITIONED_STRATEGIES and cond_layer is None:
+        raise ModelConfigError(
+            f"strategy {strategy!r} needs cond_layer; allowed: {_allowed(COND_LAYERS)}"
+        )
+    for name, value in (("n_classes", n_classes), ("n_devices", n_devices),
+                        ("n_frames", n_frames), ("n_mels", n_mels)):
+        _check_positive_int(name, value)
+    if (isinstance(width, bool) or not isinstance(width, int | float)
+            or not math.isfinite(width) or width <= 0):
+        raise ModelConfigError(f"width must be a positive finite number, got {width!r}")
+    _check_choice("attention", attention, ATTENTION_VARIANTS)
+    return int(cond_layer) if strategy in CONDITIONED_STRATEGIES else None
+
+
+class CAANet(nn.Module):
+    """Backbone + head (+ conditioning, + CNN-d); see :func:`build_model` for arguments."""
+
+    def __init__(self, topology: str, pooling: str, strategy: str, cond_layer: int | None = None,
+                 n_classes: int = 10, n_devices: int = 3, width: float = 1.0,
+                 n_frames: int = 320, n_mels: int = 64, attention: str = "released") -> None:
+        super().__init__()
+        cond_layer = validate_model_args(topology, pooling, strategy, cond_layer, n_classes,
+                                         n_devices, width, n_frames, n_mels, attention)
+        self.topology, self.pooling, self.strategy = topology, pooling, strategy
+        self.cond_layer = cond_layer
+        self.n_classes, self.n_devices = n_classes, n_devices
+        self.width, self.n_frames, self.n_mels = float(width), n_frames, n_mels
+        self.attention_variant = attention
+        #: Enough to rebuild the same architecture: ``build_model(**model.build_args)``.
+        self.build_args = dict(
+            topology=topology, pooling=pooling, strategy=strategy, cond_layer=cond_layer,
+            n_classes=n_classes, n_devices=n_devices, width=float(width), n_frames=n_frames,
+            n_mels=n_mels, attention=attention,
+        )
+
+        self.channels = tuple(scale_channels(c, width) for c in BACKBONE_CHANNELS)
+        blocks, in_ch = [], 1
+        for ch, dilation in zip(self.channels, DILATIONS[topology], strict=True):
+            blocks.append(ConvBlock(in_ch, ch, dilation=dilation, pool=topology == "pool"))
+            in_ch = ch
+        self.blocks = nn.ModuleList(blocks)
+
+        self.conditioning = (
+            DeviceConditioning(n_devices, self.channels[cond_layer - 1])
+            if cond_layer is not None else None
+        )
+        self.device_cnn = (
+            DeviceCNN(n_devices, tuple(scale_channels(c, width) for c in DEVICE_CNN_CHANNELS))
+            if strategy == "multi_task" else None
+        )
+
+        c_last = self.channels[-1]
+        t_last, f_last = block_map_sizes(topology, n_frames, n_mels)[-1]
+        if pooling in ("max", "avg"):
+            self.head: nn.Module = GlobalPoolHead(c_last, n_classes, pooling)
+        elif pooling == "flatten":
+            self.head = FlattenHead((c_last, t_last, f_last), n_classes, roi=False)
+        elif pooling == "roi":
+            self.head = FlattenHead((c_last, t_last // 16, f_last // 16), n_classes, roi=True)
+        else:
+            self.head = AttentionHead(c_last, n_classes, variant=attention,
+                                      roi=pooling == "roi+att")
+        init_module(self)
+        if isinstance(self.head, AttentionHead):
+            self.head.zero_attention()
+
+    def extra_repr(self) -> str:
+        return (f"topology={self.topology}, pooling={self.pooling}, strategy={self.strategy}, "
+                f"cond_layer={self.cond_layer}, width={self.width:g}, "
+                f"attention={self.attention_variant}")
+
+    # -- forward -------------------------------------------------------------------------
+
+    def _given_device_onehot(self, device: torch.Tensor | None, batch: int) -> torch.Tensor:
+        """Teacher forcing: (B,) device indices or a (B, n_devices) one-hot -> one-hot."""
+        assert self.conditioning is not None
+        dtype = self.conditioning.conv.weight.dtype
+        if device is None:
+            raise ValueError(
+                "strategy 'teacher_forcing' needs the true device indices: call "
+                "model(x, device=<(batch,) int tensor>)"
+            )
+        if not isinstance(device, torch.Tensor):
+            device = torch.as_tensor(device)
+        if device.dim() == 2 and device.is_floating_point():
+            if tuple(device.shape) != (batch, self.n_devices):
+                raise ValueError(f"a one-hot device must have shape ({batch}, {self.n_devices}), "
+                                 f"got {tuple(device.shape)}")
+            return device.to(dtype)
+        if device.dim() != 1 or device.shape[0] != batch or device.is_floating_point():
+            raise ValueError(f"device must be ({batch},) integer indices, got "
+                             f"{tuple(device.shape)} {device.dtype}")
+        if device.device.type == "cpu" and device.numel() and (
+                int(device.min()) < 0 or int(device.max()) >= self.n_devices):
+            raise ValueError(f"device indices must lie in [0, {self.n_devices - 1}], got "
+                             f"{device.tolist()}")
+        return one_hot(device.to(self.conditioning.conv.weight.device), self.n_devices, dtype)
+
+    def _run(self, x: torch.Tensor, device: torch.Tensor | None,
+             collect: bool) -> tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor]]:
+        if x.dim() != 3:
+            raise ValueError(f"input must be (batch, time, mel), got shape {tuple(x.shape)}")
+        x = x.unsqueeze(1)
+        device_logp = None
+        shift = None
+        if self.strategy == "multi_task":
+            assert self.device_cnn is not None and self.conditioning is not None
+            device_logp = self.device_cnn(x)
+            onehot = one_hot(device_logp.argmax(dim=1), self.n_devices,
+                             self.conditioning.conv.weight.dtype)
+            shift = self.conditioning(onehot)
+        elif self.strategy == "teacher_forcing":
+            assert self.conditioning is not None
+            shift = self.conditioning(self._given_device_onehot(device, x.shape[0]))
+        maps = []
+        for i, block in enumerate(self.blocks, start=1):
+            x = block(x, shift if i == self.cond_layer else None)
+            if collect:
+                maps.append(x)
+        return x, device_logp, maps
+
+    def forward(self, x: torch.Tensor, device: torch.Tensor | None = None) -> ModelOutput:
+        """``x`` (B, T, F) log-mels; ``device`` (B,) true device indices (teacher forcing;
+        ignored by the other strategies)."""
+        features, device_logp, _ = self._run(x, device, collect=False)
+        scene, attention = self.head(features)
+        return ModelOutput(scene=scene, device=device_logp, attention=attention)
+
+    def block_outputs(self, x: torch.Tensor,
+                      device: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """The four blocks' output maps (B, C_l, T_l, F_l), for visualising inner layers."""
+        return self._run(x, device, collect=True)[2]
+
+
+def build_model(topology: str, pooling: str, strategy: str, cond_layer: int | None = None,
+                n_classes: int = 10, n_devices: int = 3, width: float = 1.0,
+                n_frames: int = 320, n_mels: int = 64,
+                attention: str = "released") -> CAANet:
+    """Build one of the paper's models, initialised as released.
+
+    topology: ``pool`` | ``nopool`` | ``atrous``; pooling: one of
+    ``VALID_POOLINGS[topology]``; strategy: ``single`` | ``joint`` | ``teacher_forcing``
+    | ``multi_task``; cond_layer: 1-4, required by the conditioned strategies and
+    ignored by the others; width scales every channel count; n_frames/n_mels fix the
+    linear layer of the flatten/roi heads (other heads take any length); attention:
+    ``released`` (authors' code) or ``paper`` (Eqs. 5-6 as written). Invalid arguments
+    raise :class:`ModelConfigError` (a ValueError) listing the allowed values.
+    """
+    return CAANet(topology, pooling, strategy, cond_layer, n_classes, n_devices, width,
+                  n_frames, n_mels, attention)
