@@ -1,0 +1,329 @@
+"""An ipywidgets browser of the attention heat maps (the paper's Fig. 7, clip by clip).
+
+Fig. 7 shows one parallel recording per scene on the three devices; a static figure can
+only show one class map per clip. The browser lets a reader pick the model, the scene,
+the device and the clip, and see the log-mel next to the attention the model spent on
+it, for the true scene's class or for the class it predicted.
+
+The data logic (which runs have attention, which clips match a selection, which map to
+draw) lives in plain functions so tests reach it without a widget; the widget only wires
+dropdowns to them and shows a PNG in an ``ipywidgets.Image`` (PNG bytes are easy to
+assert, in Python and in a browser).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..constants import DEVICES, SCENE_TITLES, SCENES
+from ..errors import CaaError
+
+ATTENTION_FILE = "attention.npz"
+_KEYS = ("attention", "logmel", "filename", "device", "scene_label", "predicted")
+
+#: Which class's attention map to draw.
+CLASS_MODES = ("true", "predicted")
+
+
+class HeatmapError(CaaError):
+    """A results directory or an attention.npz cannot be browsed; names the file."""
+
+
+@dataclass(frozen=True)
+class AttentionClips:
+    """The contents of one run's attention.npz (see docs/architecture.md)."""
+
+    run_dir: Path
+    attention: np.ndarray  # (N, K, T', F')
+    logmel: np.ndarray  # (N, T, F)
+    filename: np.ndarray
+    device: np.ndarray
+    scene_label: np.ndarray
+    predicted: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.attention.shape[0])
+
+
+def runs_dir(results_dir: str | os.PathLike[str]) -> Path:
+    """Where a results directory keeps its runs (``<results>/runs``)."""
+    return Path(results_dir) / "runs"
+
+
+def attention_runs(results_dir: str | os.PathLike[str]) -> list[Path]:
+    """Run directories under ``<results>/runs`` that hold an attention.npz, by name."""
+    root = runs_dir(results_dir)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and (p / ATTENTION_FILE).is_file())
+
+
+def run_label(run_dir: str | os.PathLike[str]) -> str:
+    """A readable dropdown label: topology, pooling, strategy and layer from config.json."""
+    run_dir = Path(run_dir)
+    try:
+        cfg = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return run_dir.name
+    parts = [str(cfg.get(k)) for k in ("topology", "pooling", "strategy") if cfg.get(k)]
+    if cfg.get("train_device"):
+        parts.append(f"device {cfg['train_device']}")
+    if cfg.get("cond_layer") is not None:
+        parts.append(f"layer {cfg['cond_layer']}")
+    return f"{' / '.join(parts)}  ({run_dir.name})" if parts else run_dir.name
+
+
+def load_attention(run_dir: str | os.PathLike[str]) -> AttentionClips:
+    """Read and check a run's attention.npz; a bad file raises HeatmapError naming it."""
+    path = Path(run_dir) / ATTENTION_FILE
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [k for k in _KEYS if k not in npz.files]
+            if missing:
+                raise HeatmapError(f"{path}: missing array(s) {', '.join(missing)}")
+            arrays = {k: npz[k] for k in _KEYS}
+    except HeatmapError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise HeatmapError(f"{path}: unreadable attention file ({exc})") from exc
+    att, mel = arrays["attention"], arrays["logmel"]
+    if att.ndim != 4:
+        raise HeatmapError(f"{path}: field 'attention' must be (N, K, T', F'), got {att.shape}")
+    if mel.ndim != 3:
+        raise HeatmapError(f"{path}: field 'logmel' must be (N, T, F), got {mel.shape}")
+    n = att.shape[0]
+    for key in ("logmel", "filename", "device", "scene_label", "predicted"):
+        if len(arrays[key]) != n:
+            raise HeatmapError(
+                f"{path}: field {key!r} has {len(arrays[key])} rows, 'attention' has {n}"
+            )
+    if att.shape[1] != len(SCENES):
+        raise HeatmapError(
+            f"{path}: field 'attention' has {att.shape[1]} classes, expected {len(SCENES)}"
+        )
+    strings = {k: arrays[k].astype(str) for k in ("filename", "device", "scene_label", "predicted")}
+    for key in ("scene_label", "predicted"):
+        bad = sorted(set(strings[key]) - set(SCENES))
+        if bad:
+            raise HeatmapError(f"{path}: field {key!r} holds unknown scene(s) {bad}")
+    bad = sorted(set(strings["device"]) - set(DEVICES))
+    if bad:
+        raise HeatmapError(f"{path}: field 'device' holds unknown device(s) {bad}")
+    return AttentionClips(
+        run_dir=Path(run_dir),
+        attention=att.astype(np.float32, copy=False),
+        logmel=mel.astype(np.float32, copy=False),
+        **strings,
+    )
+
+
+def scenes_of(clips: AttentionClips) -> list[str]:
+    """Scenes with at least one clip, in the fixed class order."""
+    present = set(clips.scene_label)
+    return [s for s in SCENES if s in present]
+
+
+def devices_of(clips: AttentionClips, scene: str) -> list[str]:
+    """Devices with at least one clip of ``scene``, in the fixed device order."""
+    present = set(clips.device[clips.scene_label == scene])
+    return [d for d in DEVICES if d in present]
+
+
+def select_clips(clips: AttentionClips, scene: str, device: str) -> list[int]:
+    """Indices of the clips of ``scene`` recorded on ``device`` (in file order)."""
+    mask = (clips.scene_label == scene) & (clips.device == device)
+    return [int(i) for i in np.flatnonzero(mask)]
+
+
+def class_for(clips: AttentionClips, index: int, mode: str = "true") -> str:
+    """The class whose map to draw: the clip's true scene or the model's prediction."""
+    if mode not in CLASS_MODES:
+        raise ValueError(f"mode must be one of {CLASS_MODES}, got {mode!r}")
+    return str(clips.scene_label[index] if mode == "true" else clips.predicted[index])
+
+
+def heatmap(clips: AttentionClips, index: int, scene: str) -> np.ndarray:
+    """The attention map of clip ``index`` for class ``scene``: (F', T'), frequency first.
+
+    The run store keeps maps time-major like the features; plots want frequency on the
+    vertical axis, as in the paper's Fig. 7.
+    """
+    if scene not in SCENES:
+        raise ValueError(f"unknown scene {scene!r}")
+    if not 0 <= index < len(clips):
+        raise IndexError(f"clip index {index} out of range 0..{len(clips) - 1}")
+    return np.ascontiguousarray(clips.attention[index, SCENES.index(scene)].T)
+
+
+def render_png(clips: AttentionClips, index: int, mode: str = "true", dpi: int = 80) -> bytes:
+    """PNG of the clip's log-mel above its attention map, titled with true/predicted."""
+    from matplotlib.figure import Figure
+
+    cls = class_for(clips, index, mode)
+    mel = clips.logmel[index].T
+    att = heatmap(clips, index, cls)
+    n_frames, n_mels = clips.logmel.shape[1], clips.logmel.shape[2]
+    fig = Figure(figsize=(8, 4.6), dpi=dpi, layout="constrained")
+    ax_mel, ax_att = fig.subplots(2, 1, sharex=True)
+    im_mel = ax_mel.imshow(mel, origin="lower", aspect="auto", cmap="magma",
+                  extent=(0, n_frames, 0, n_mels))
+    ax_mel.set_ylabel("mel bin")
+    ax_mel.set_title(f"{clips.filename[index]}  (device {clips.device[index].upper()})",
+                     fontsize=9)
+    im = ax_att.imshow(att, origin="lower", aspect="auto", cmap="jet",
+                       extent=(0, n_frames, 0, n_mels), interpolation="nearest")
+    ax_att.set_xlabel("frame")
+    ax_att.set_ylabel("mel bin")
+    true, pred = SCENE_TITLES[clips.scene_label[index]], SCENE_TITLES[clips.predicted[index]]
+    mark = "correct" if true == pred else "wrong"
+    ax_att.set_title(f"attention for '{SCENE_TITLES[cls]}'  |  true: {true}, "
+                     f"predicted: {pred} ({mark})", fontsize=9)
+    # A colour bar on both rows keeps their time axes aligned.
+    fig.colorbar(im_mel, ax=ax_mel, fraction=0.03, pad=0.01, label="log-mel")
+    fig.colorbar(im, ax=ax_att, fraction=0.03, pad=0.01, label="attention")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+class HeatmapBrowser:
+    """Dropdowns for model, scene, device and clip; the rendered map in an Image widget.
+
+    Display it in a notebook (it renders as its ``widget``). ``select`` changes the
+    selection from code, the same path a dropdown change takes.
+    """
+
+    def __init__(self, results_dir: str | os.PathLike[str], mode: str = "true") -> None:
+        import ipywidgets as w
+
+        self.results_dir = Path(results_dir)
+        self.runs = attention_runs(self.results_dir)
+        if not self.runs:
+            raise HeatmapError(
+                f"{runs_dir(self.results_dir)}: no run with an {ATTENTION_FILE} (train a "
+                "model with an attention head first, e.g. notebook 03)"
+            )
+        self._cache: dict[Path, AttentionClips] = {}
+        self._busy = False
+        self.model = w.Dropdown(options=[(run_label(r), r) for r in self.runs],
+                                value=self.runs[0], description="Model",
+                                layout=w.Layout(width="640px"))
+        self.scene = w.Dropdown(description="Scene")
+        self.device = w.Dropdown(description="Device")
+        self.clip = w.Dropdown(description="Clip", layout=w.Layout(width="480px"))
+        self.mode = w.ToggleButtons(options=[("true scene", "true"), ("predicted", "predicted")],
+                                    value=mode, description="Class")
+        self.info = w.HTML()
+        self.image = w.Image(format="png")
+        for name in ("model", "scene", "device", "clip", "mode", "info", "image"):
+            getattr(self, name).add_class(f"caa-{name}")
+        self.model.observe(self._on_model, names="value")
+        self.scene.observe(self._on_scene, names="value")
+        self.device.observe(self._on_device, names="value")
+        self.clip.observe(self._on_render, names="value")
+        self.mode.observe(self._on_render, names="value")
+        self.widget = w.VBox([
+            self.model, w.HBox([self.scene, self.device]), self.clip, self.mode,
+            self.info, self.image,
+        ])
+        self._on_model()
+
+    # -- data ---------------------------------------------------------------------------
+    @property
+    def clips(self) -> AttentionClips:
+        run = Path(self.model.value)
+        if run not in self._cache:
+            self._cache[run] = load_attention(run)
+        return self._cache[run]
+
+    @property
+    def index(self) -> int | None:
+        return self.clip.value
+
+    # -- reactions ----------------------------------------------------------------------
+    def _on_model(self, *_: Any) -> None:
+        keep = self.scene.value
+        scenes = scenes_of(self.clips)
+        with self._hold():
+            self.scene.options = [(SCENE_TITLES[s], s) for s in scenes]
+            self.scene.value = keep if keep in scenes else scenes[0]
+        self._on_scene()
+
+    def _on_scene(self, *_: Any) -> None:
+        if self._busy:
+            return
+        keep = self.device.value
+        devices = devices_of(self.clips, self.scene.value)
+        with self._hold():
+            self.device.options = [(d.upper(), d) for d in devices]
+            self.device.value = keep if keep in devices else devices[0]
+        self._on_device()
+
+    def _on_device(self, *_: Any) -> None:
+        if self._busy:
+            return
+        idx = select_clips(self.clips, self.scene.value, self.device.value)
+        with self._hold():
+            self.clip.options = [(Path(self.clips.filename[i]).name, i) for i in idx]
+            self.clip.value = idx[0]
+        self._on_render()
+
+    def _on_render(self, *_: Any) -> None:
+        if self._busy or self.clip.value is None:
+            return
+        clips, i = self.clips, int(self.clip.value)
+        true, pred = clips.scene_label[i], clips.predicted[i]
+        colour = "green" if true == pred else "crimson"
+        self.info.value = (
+            f"<b>true:</b> {SCENE_TITLES[true]} &nbsp; <b>predicted:</b> "
+            f"<span style='color:{colour}'>{SCENE_TITLES[pred]}</span> &nbsp; "
+            f"<b>device:</b> {clips.device[i].upper()} &nbsp; <b>map:</b> "
+            f"{SCENE_TITLES[class_for(clips, i, self.mode.value)]}"
+        )
+        self.image.value = render_png(clips, i, self.mode.value)
+
+    def _hold(self) -> _Hold:
+        return _Hold(self)
+
+    # -- public -------------------------------------------------------------------------
+    def select(self, *, model: str | os.PathLike[str] | None = None, scene: str | None = None,
+               device: str | None = None, mode: str | None = None) -> HeatmapBrowser:
+        """Change the selection as a reader would, one dropdown after another."""
+        if model is not None:
+            self.model.value = Path(model) if Path(model).is_absolute() else (
+                runs_dir(self.results_dir) / str(model))
+        if scene is not None:
+            self.scene.value = scene
+        if device is not None:
+            self.device.value = device
+        if mode is not None:
+            self.mode.value = mode
+        return self
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+class _Hold:
+    """Suppress the cascade while options are swapped, so each change renders once."""
+
+    def __init__(self, browser: HeatmapBrowser) -> None:
+        self.browser = browser
+
+    def __enter__(self) -> None:
+        self.browser._busy = True
+
+    def __exit__(self, *exc: object) -> None:
+        self.browser._busy = False
+
+
+def heatmap_browser(results_dir: str | os.PathLike[str], mode: str = "true") -> HeatmapBrowser:
+    """Build the browser for ``results_dir`` (the notebook's one-liner)."""
+    return HeatmapBrowser(results_dir, mode=mode)

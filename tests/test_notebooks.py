@@ -1,0 +1,255 @@
+"""The notebook series: committed clean, parametrised, and executing end to end (tiny).
+
+Also the helpers the notebooks call (caalib.explore), on crafted metadata and run stores,
+so their logic is checked without running a notebook.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+
+from caalib import explore
+from caalib.constants import DEVICES, SCENES
+from caalib.errors import CaaError, DatasetError
+from caalib.study import KERNEL_NAME, notebooks
+
+NOTEBOOKS = notebooks()
+PARAMETERS = {
+    "profile": "demo", "data_dir": "../data/demo", "dataset": "dcase2018",
+    "results_dir": "../results", "figures_dir": "../figures",
+}
+
+
+# ---------------------------------------------------------------- committed notebooks
+def test_series_is_numbered_one_to_seven() -> None:
+    assert [nb.name[:2] for nb in NOTEBOOKS] == [f"{i:02d}" for i in range(1, 8)]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_committed_clean_and_parametrised(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    spec = nb.metadata["kernelspec"]
+    assert spec["name"] == KERNEL_NAME and spec["display_name"] == KERNEL_NAME
+    assert spec["language"] == "python"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    for cell in code:
+        assert cell.get("outputs") == [], f"{path.name}: a code cell carries outputs"
+        assert cell.get("execution_count") is None, f"{path.name}: execution count left in"
+    assert nb.cells[0].cell_type == "markdown", f"{path.name}: should open with prose"
+    first = code[0]
+    assert "parameters" in first.metadata.get("tags", []), f"{path.name}: no parameters cell"
+    values: dict[str, object] = {}
+    exec(first.source, {}, values)  # noqa: S102 - our own five assignments
+    assert values == PARAMETERS
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1
+
+
+# ---------------------------------------------------------------- explore helpers
+def _meta() -> pd.DataFrame:
+    """Two scenes; recording r0 on all devices, r1 on A and B only, r2 on A (train)."""
+    rows = []
+    for scene in ("bus", "airport"):
+        for seg, devs, split in ((0, DEVICES, "evaluate"), (1, ("a", "b"), "evaluate"),
+                                 (2, ("a",), "train")):
+            for d in devs:
+                rows.append({"filename": f"audio/{scene}-lyon-1-{seg}-{d}.wav",
+                             "scene_label": scene, "identifier": "lyon-1", "source_label": d,
+                             "split": split, "segment": seg})
+    rows.append({"filename": "audio/park-milan-1-0-a.wav", "scene_label": "park",
+                 "identifier": "milan-1", "source_label": "a", "split": "", "segment": 0})
+    return pd.DataFrame(rows)
+
+
+def test_clip_counts_table() -> None:
+    meta = _meta()
+    t = explore.clip_counts(meta)
+    assert list(t.index) == ["airport", "bus", "park", "total"]
+    assert t.loc["bus", ("evaluate", "a")] == 2 and t.loc["bus", ("evaluate", "c")] == 1
+    assert t.loc["park", ("none", "a")] == 1  # clips in no split are kept, not dropped
+    assert t.loc["total", ("all", "all")] == len(meta)
+    d = explore.device_split_counts(meta)
+    assert d.loc["a", "train"] == 2 and d.loc["c", "all"] == 2
+    assert d["all"].sum() == len(meta)
+    with pytest.raises(DatasetError, match="split"):
+        explore.clip_counts(meta.drop(columns="split"))
+
+
+def test_parallel_recording_picks_a_full_triple() -> None:
+    meta = _meta()
+    rows = explore.pick_parallel_recording(meta)
+    assert list(rows["source_label"]) == ["a", "b", "c"]
+    assert rows["recording"].nunique() == 1 and rows["scene_label"].iloc[0] == "airport"
+    bus = explore.pick_parallel_recording(meta, scene="bus")
+    assert set(bus["filename"].str.contains("bus-lyon-1-0-")) == {True}
+    with pytest.raises(DatasetError, match="park"):
+        explore.pick_parallel_recording(meta, scene="park")
+    # The file-name fallback agrees with identifier + segment.
+    no_seg = meta.drop(columns=["segment"])
+    assert list(explore.recording_key(no_seg)) == list(
+        meta["scene_label"] + "-" + meta["identifier"] + "-" + meta["segment"].astype(str))
+    mask = explore.parallel_mask(meta)
+    assert mask.sum() == 6 and mask.dtype == bool
+
+
+def test_device_mean_spectrum_and_shift() -> None:
+    meta = _meta()
+    n, t, f = len(meta), 5, 4
+    offset = {"a": 0.0, "b": -1.0, "c": 2.0}
+    feature = np.ones((n, t, f), dtype=np.float32)
+    feature += np.array([offset[d] for d in meta["source_label"]])[:, None, None]
+    feature[:, :, 0] += 10  # a spectral shape common to all devices
+    spec = explore.device_mean_spectrum(feature, meta)
+    assert list(spec.columns) == list(DEVICES) and spec.shape == (f, 3)
+    assert spec.loc[0, "a"] == pytest.approx(11.0)
+    shift = explore.device_shift(spec)
+    assert list(shift.columns) == ["b", "c"]
+    np.testing.assert_allclose(shift["b"], -1.0)
+    np.testing.assert_allclose(shift["c"], 2.0)
+    only = explore.device_mean_spectrum(feature, meta, rows=meta["source_label"] != "c")
+    assert list(only.columns) == ["a", "b"]
+    with pytest.raises(ValueError, match="meta rows"):
+        explore.device_mean_spectrum(feature[:3], meta)
+
+
+def _craft_run(root: Path, strategy: str, correct: np.ndarray, files: list[str],
+               devices: list[str], labels: list[str], train_device: str | None = None,
+               cond_layer: int | None = None, seed: int = 0) -> Path:
+    name = "-".join(p for p in ("dcase2018-atrous-att", strategy, train_device or "",
+                                f"L{cond_layer}" if cond_layer else "", "tiny", f"s{seed}") if p)
+    run = root / "runs" / name
+    run.mkdir(parents=True)
+    keep = [i for i, d in enumerate(devices) if train_device in (None, d)]
+    pred = [labels[i] if correct[i] else SCENES[(SCENES.index(labels[i]) + 1) % 10]
+            for i in keep]
+    frame = pd.DataFrame({"filename": [files[i] for i in keep],
+                          "device": [devices[i] for i in keep],
+                          "scene_label": [labels[i] for i in keep], "predicted": pred})
+    frame.to_csv(run / "predictions.csv", index=False)
+    from caalib.constants import SCENE_INDEX
+    from caalib.metrics import device_metrics
+
+    met = device_metrics(frame["scene_label"].map(SCENE_INDEX), frame["predicted"].map(SCENE_INDEX),
+                         frame["device"])
+    met.update({"device_accuracy": None, "iterations": 1, "wall_time_s": 0.1})
+    (run / "metrics.json").write_text(json.dumps(met))
+    (run / "config.json").write_text(json.dumps({
+        "dataset": "dcase2018", "topology": "atrous", "pooling": "att", "strategy": strategy,
+        "cond_layer": cond_layer, "train_device": train_device, "profile": "tiny", "seed": seed}))
+    (run / "DONE").write_text("")
+    return run
+
+
+@pytest.fixture()
+def crafted_runs(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    n = 60
+    devices = [DEVICES[i % 3] for i in range(n)]
+    labels = [SCENES[i % 10] for i in range(n)]
+    files = [f"audio/{labels[i]}-x-0-{i}-{devices[i]}.wav" for i in range(n)]
+    mt = rng.random(n) < 0.8
+    mt[:6] = True
+    joint = mt.copy()
+    joint[:6] = False  # joint wrong where multi-task is right on six clips: b = 6, c = 0
+    _craft_run(tmp_path, "multi_task", mt, files, devices, labels, cond_layer=4)
+    _craft_run(tmp_path, "multi_task", mt, files, devices, labels, cond_layer=2)
+    _craft_run(tmp_path, "joint", joint, files, devices, labels)
+    for d in DEVICES:
+        _craft_run(tmp_path, "single", rng.random(n) < 0.5, files, devices, labels, train_device=d)
+    return tmp_path
+
+
+def test_strategy_tests_on_crafted_runs(crafted_runs: Path) -> None:
+    from caalib.results import load_runs
+
+    runs = load_runs(crafted_runs)
+    picked = explore.pick_runs(runs, "atrous", "att", "multi_task")
+    assert list(picked["cond_layer"]) == [4]  # the paper's best layer for atrous + att
+    assert list(explore.pick_runs(runs, "atrous", "att", "single")["train_device"]) == ["a", "b",
+                                                                                         "c"]
+    tests = explore.strategy_tests(runs)
+    pairs = set(zip(tests["strategy1"], tests["strategy2"], strict=True))
+    assert pairs == {("multi_task", "single"), ("multi_task", "joint")}  # no teacher forcing
+    vs_joint = tests[(tests["strategy2"] == "joint") & (tests["device"] == "all")].iloc[0]
+    assert (vs_joint["b"], vs_joint["c"], vs_joint["n"]) == (6, 0, 60)
+    assert vs_joint["p"] == pytest.approx(2 * 0.5**6)
+    z = tests[tests["test"].str.startswith("z") & (tests["strategy2"] == "single")].iloc[0]
+    single_avg = runs[runs["strategy"] == "single"].apply(
+        lambda r: r[f"acc_{r['train_device']}"], axis=1).mean()
+    assert z["acc2"] == pytest.approx(single_avg) and z["n"] == 60
+    per_dev = tests[(tests["strategy2"] == "single") & tests["test"].str.startswith("McNemar")]
+    assert sorted(per_dev["device"]) == ["a", "b", "c"] and set(per_dev["n"]) == {20}
+    assert explore.strategy_tests(runs[runs["strategy"] != "joint"].iloc[:0]).empty
+
+
+def test_bootstrap_runs_and_headline_run(crafted_runs: Path) -> None:
+    from caalib.results import load_runs
+
+    runs = load_runs(crafted_runs)
+    boot = explore.bootstrap_runs(runs, n_resamples=50)
+    assert len(boot) == len(runs)
+    assert (boot["ci_low"] <= boot["accuracy"] + 1e-9).all()
+    assert (boot["accuracy"] <= boot["ci_high"] + 1e-9).all()
+    single = boot[boot["strategy"] == "single"]
+    assert list(single["device"]) == list(single["train_device"])
+    head = explore.headline_run(runs)
+    assert head["strategy"] == "multi_task" and head["cond_layer"] == 4
+    with pytest.raises(CaaError, match="multi-task"):
+        explore.headline_run(runs[runs["strategy"] == "joint"])
+
+
+# ---------------------------------------------------------------- the series, headless
+@pytest.mark.slow
+def test_every_notebook_runs_headless_on_tiny(tiny_dataset_2018: Path, tmp_path: Path) -> None:
+    pytest.importorskip("papermill")
+    from caalib.plan import study_runs
+    from caalib.study import run_study
+
+    results, figures = tmp_path / "results", tmp_path / "figures"
+    start = time.perf_counter()
+    out = run_study(profile="tiny", data_dir=tiny_dataset_2018, dataset="dcase2018",
+                    results_dir=results, figures_dir=figures, progress=False)
+    elapsed = time.perf_counter() - start
+    print("notebook seconds:", {k: round(v, 1) for k, v in out.seconds.items()},
+          f"total {elapsed:.1f}")
+
+    assert [p.name for p in out.executed] == [nb.name for nb in NOTEBOOKS]
+    for executed in out.executed:
+        nb = nbformat.read(executed, as_version=4)
+        errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+                  if o.get("output_type") == "error"]
+        assert not errors, f"{executed.name}: {errors[0]}"
+        assert any(c.get("outputs") for c in nb.cells if c.cell_type == "code")
+
+    for name in ("device_spectrum", "receptive_field", "training_curves", "fig5", "fig6",
+                 "fig7"):
+        for ext in ("png", "pdf", "csv"):
+            path = figures / f"{name}.{ext}"
+            assert path.is_file() and path.stat().st_size > 0, f"missing {path}"
+
+    tables = results / "tables"
+    for name in ("table1", "table2", "table3", "significance_paper", "significance_ours",
+                 "bootstrap_ci"):
+        assert (tables / f"{name}.csv").is_file(), f"missing {name}.csv"
+    for name in ("table1", "table2", "table3"):
+        assert (tables / f"{name}.md").is_file()
+    t2 = pd.read_csv(tables / "table2.csv")
+    assert t2["ours"].notna().any()
+    assert not pd.read_csv(tables / "significance_ours.csv").empty
+
+    for cfg in study_runs("tiny", "dcase2018"):
+        run = results / "runs" / cfg.run_name
+        met = json.loads((run / "metrics.json").read_text())
+        assert 0.0 <= met["accuracy"]["avg"] <= 1.0, run
+    # The browser of notebook 07 found the attention runs the sweep wrote.
+    nb07 = nbformat.read(results / "notebooks" / "07_heatmap_browser.ipynb", as_version=4)
+    shown = [o for c in nb07.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in shown)

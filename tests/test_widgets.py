@@ -1,0 +1,144 @@
+"""The heat-map browser: its data functions and its reaction to scene/device changes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from caalib.constants import SCENES
+
+pytest.importorskip("ipywidgets")
+
+from caalib.results import widgets  # noqa: E402
+
+
+def craft_attention_run(
+    root: Path, name: str, scenes: tuple[str, ...] = ("airport", "bus", "park"),
+    devices: tuple[str, ...] = ("a", "b", "c"), frames: int = 32, mels: int = 16,
+    seed: int = 0,
+) -> Path:
+    """A run directory with config.json and an attention.npz of one clip per scene/device.
+
+    Each clip's maps are distinct random fields, so a different selection must render a
+    different picture; the prediction is wrong for the device-C clips.
+    """
+    rng = np.random.default_rng(seed)
+    run = root / "runs" / name
+    run.mkdir(parents=True)
+    rows = [(s, d) for s in scenes for d in devices]
+    n, k = len(rows), len(SCENES)
+    att = rng.random((n, k, frames // 4, mels // 4)).astype(np.float32)
+    att /= att.sum(axis=(2, 3), keepdims=True)
+    np.savez(
+        run / "attention.npz",
+        attention=att,
+        logmel=rng.normal(size=(n, frames, mels)).astype(np.float32),
+        filename=np.array([f"audio/{s}-city-1-{i}-{d}.wav" for i, (s, d) in enumerate(rows)]),
+        device=np.array([d for _, d in rows]),
+        scene_label=np.array([s for s, _ in rows]),
+        predicted=np.array([s if d != "c" else "tram" for s, d in rows]),
+    )
+    (run / "config.json").write_text(json.dumps({
+        "dataset": "dcase2018", "topology": "atrous", "pooling": "att",
+        "strategy": "multi_task", "cond_layer": 4, "train_device": None,
+    }))
+    return run
+
+
+@pytest.fixture()
+def results(tmp_path: Path) -> Path:
+    craft_attention_run(tmp_path, "dcase2018-atrous-att-multi_task-L4-tiny-s0", seed=0)
+    craft_attention_run(tmp_path, "dcase2018-pool-att-joint-tiny-s0", scenes=("bus", "tram"),
+                        devices=("a", "b"), seed=1)
+    no_att = tmp_path / "runs" / "dcase2018-pool-max-joint-tiny-s0"
+    no_att.mkdir()
+    (no_att / "metrics.json").write_text("{}")
+    return tmp_path
+
+
+def test_attention_runs_lists_only_runs_with_maps(results: Path, tmp_path: Path) -> None:
+    runs = widgets.attention_runs(results)
+    assert [r.name for r in runs] == [
+        "dcase2018-atrous-att-multi_task-L4-tiny-s0", "dcase2018-pool-att-joint-tiny-s0"]
+    assert widgets.attention_runs(tmp_path / "nothing") == []
+    assert "atrous / att / multi_task / layer 4" in widgets.run_label(runs[0])
+
+
+def test_selection_functions(results: Path) -> None:
+    clips = widgets.load_attention(widgets.attention_runs(results)[0])
+    assert len(clips) == 9
+    assert widgets.scenes_of(clips) == ["airport", "bus", "park"]
+    assert widgets.devices_of(clips, "bus") == ["a", "b", "c"]
+    idx = widgets.select_clips(clips, "bus", "b")
+    assert len(idx) == 1 and clips.scene_label[idx[0]] == "bus" and clips.device[idx[0]] == "b"
+    assert widgets.select_clips(clips, "tram", "a") == []
+    i = widgets.select_clips(clips, "park", "c")[0]
+    assert widgets.class_for(clips, i, "true") == "park"
+    assert widgets.class_for(clips, i, "predicted") == "tram"
+    hm = widgets.heatmap(clips, i, "park")
+    assert hm.shape == (4, 8)  # (F', T'): frequency first, as drawn
+    np.testing.assert_array_equal(hm, clips.attention[i, SCENES.index("park")].T)
+    with pytest.raises(ValueError, match="mode"):
+        widgets.class_for(clips, i, "best")
+    with pytest.raises(IndexError):
+        widgets.heatmap(clips, 99, "park")
+
+
+def test_render_png_depends_on_clip_and_class(results: Path) -> None:
+    clips = widgets.load_attention(widgets.attention_runs(results)[0])
+    i = widgets.select_clips(clips, "park", "c")[0]
+    j = widgets.select_clips(clips, "park", "a")[0]
+    png = widgets.render_png(clips, i)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert png != widgets.render_png(clips, j)
+    assert png != widgets.render_png(clips, i, "predicted")
+
+
+def test_bad_attention_file_names_file_and_field(tmp_path: Path) -> None:
+    run = craft_attention_run(tmp_path, "r")
+    data = dict(np.load(run / "attention.npz"))
+    np.savez(run / "attention.npz", **{k: v for k, v in data.items() if k != "predicted"})
+    with pytest.raises(widgets.HeatmapError, match=r"attention\.npz.*predicted"):
+        widgets.load_attention(run)
+    data["device"] = data["device"][:-1]
+    np.savez(run / "attention.npz", **data)
+    with pytest.raises(widgets.HeatmapError, match="'device' has 8 rows"):
+        widgets.load_attention(run)
+    (run / "attention.npz").write_bytes(b"not a zip")
+    with pytest.raises(widgets.HeatmapError, match="unreadable"):
+        widgets.load_attention(run)
+
+
+def test_browser_reacts_to_scene_device_and_model(results: Path) -> None:
+    b = widgets.heatmap_browser(results)
+    assert [v for _, v in b.scene.options] == ["airport", "bus", "park"]
+    first = b.image.value
+    assert first[:4] == b"\x89PNG" and "Airport" in b.info.value
+
+    b.select(scene="bus")
+    assert b.clips.scene_label[b.index] == "bus" and b.device.value == "a"
+    after_scene = b.image.value
+    assert after_scene != first and "Bus" in b.info.value
+
+    b.select(device="c")
+    assert b.clips.device[b.index] == "c"
+    after_device = b.image.value
+    assert after_device != after_scene
+    assert "Tram" in b.info.value  # the crafted device-C prediction is wrong
+
+    b.select(mode="predicted")
+    assert b.image.value != after_device
+
+    # The second model has no airport/park and no device C: the selection falls back.
+    b.select(model="dcase2018-pool-att-joint-tiny-s0")
+    assert [v for _, v in b.scene.options] == ["bus", "tram"]
+    assert b.scene.value == "bus" and b.device.value == "a"
+    assert b.clips.run_dir.name == "dcase2018-pool-att-joint-tiny-s0"
+
+
+def test_browser_without_attention_runs_says_why(tmp_path: Path) -> None:
+    with pytest.raises(widgets.HeatmapError, match="no run with an attention.npz"):
+        widgets.HeatmapBrowser(tmp_path)
