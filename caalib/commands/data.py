@@ -1,0 +1,96 @@
+"""``caa synth`` and ``caa check``: make a synthetic dataset, vet any dataset."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from ..constants import DATASETS
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from ..synth import SYNTH_PROFILES
+
+    p = subparsers.add_parser(
+        "synth", help="synthesise a multi-device acoustic scene dataset in the DCASE layout",
+        description="Write a synthetic DCASE Task 1B-style development set (devices A, B, C; "
+                    "meta.csv; evaluation_setup/) to OUT_DIR.")
+    p.add_argument("out_dir", metavar="OUT_DIR", type=Path)
+    p.add_argument("--profile", choices=list(SYNTH_PROFILES), default="demo",
+                   help="dataset size (default: demo)")
+    p.add_argument("--layout", choices=list(DATASETS), default="dcase2018",
+                   help="on-disk layout of the fold files (default: dcase2018)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--skip-existing", action="store_true",
+                   help="do nothing when OUT_DIR already holds this exact dataset")
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes to render with (default: the profile's)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_synth)
+
+    c = subparsers.add_parser(
+        "check", help="check a dataset's metadata, splits and audio files",
+        description="Exit 0 with a one-line summary when DATA_DIR is sound; otherwise print "
+                    "one line per problem and exit 1.")
+    c.add_argument("data_dir", metavar="DATA_DIR", type=Path)
+    c.add_argument("--quick", action="store_true",
+                   help="skip decoding the audio (no silence test); headers are still read")
+    c.add_argument("--progress", action="store_true", help="show a progress bar")
+    c.set_defaults(func=_check)
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from ..datasets import read_dataset, summarize
+    from ..errors import ConfigError
+    from ..synth import existing_matches, synthesize
+
+    if args.seed < 0:
+        raise ConfigError(f"--seed must be non-negative, got {args.seed}")
+    settings = f"profile {args.profile}, layout {args.layout}, seed {args.seed}"
+    if args.skip_existing and existing_matches(args.out_dir, args.profile, args.layout,
+                                               args.seed):
+        print(f"{args.out_dir}: already holds the synthetic dataset ({settings}); "
+              "nothing to do")
+        return 0
+    if args.skip_existing:
+        _explain_mismatch(args.out_dir, settings)
+    start = time.perf_counter()
+    out = synthesize(args.out_dir, profile=args.profile, layout=args.layout, seed=args.seed,
+                     progress=not args.quiet, workers=args.workers)
+    df = read_dataset(out)
+    print(f"{out}: {summarize(df)} ({settings}) in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def _explain_mismatch(out_dir: Path, settings: str) -> None:
+    """Say why --skip-existing cannot reuse ``out_dir`` instead of a bare 'not empty'."""
+    import json
+
+    from ..errors import DatasetError
+    from ..synth import SETTINGS_FILE
+
+    try:
+        old = json.loads((out_dir / SETTINGS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    raise DatasetError(
+        f"{out_dir}: not empty; it holds a dataset synthesised with profile "
+        f"{old.get('profile')}, layout {old.get('layout')}, seed {old.get('seed')} "
+        f"(generator version {old.get('version')}) or an incomplete one, not {settings}; "
+        "remove it or choose another directory")
+
+
+def _check(args: argparse.Namespace) -> int:
+    from ..datasets import check_dataset, read_dataset, summarize
+
+    problems = check_dataset(args.data_dir, deep=not args.quick, progress=args.progress)
+    if problems:
+        for line in problems:
+            print(line)
+        print(f"caa check: {len(problems)} problem{'s' * (len(problems) > 1)} in "
+              f"{args.data_dir}", file=sys.stderr)
+        return 1
+    print(f"OK {args.data_dir}: {summarize(read_dataset(args.data_dir))}")
+    return 0

@@ -1,0 +1,72 @@
+"""``caa synth`` and ``caa check``: exit codes and what they print."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from caalib.cli import main
+from caalib.synth import SYNTH_PROFILES, SynthProfile
+
+MICRO = SynthProfile("micro", clip_seconds=0.5, train_a=10, evaluate_a=10, train_bc=10,
+                     evaluate_bc=0, clips_per_location=1, no_split_a=3, workers=1)
+
+
+def test_check_ok(tiny_dataset_2019: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", str(tiny_dataset_2019)]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and out[0].startswith("OK")
+    assert "dcase2019 layout, 155 clips (A 95, B 30, C 30)" in out[0]
+    assert "no split 5" in out[0]
+
+
+def test_check_lists_problems(tiny_dataset_2018: Path, tmp_path: Path,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "copy"
+    shutil.copytree(tiny_dataset_2018, root)
+    victim = sorted((root / "audio").glob("*-b.wav"))[0]
+    victim.write_bytes(victim.read_bytes()[:1000])
+    meta = root / "meta.csv"
+    lines = meta.read_text().splitlines()
+    lines[3] = lines[3].replace("\tairport\t", "\tbeach\t")
+    meta.write_text("\n".join(lines) + "\n")
+    assert main(["check", str(root), "--quick"]) == 1
+    captured = capsys.readouterr()
+    out = captured.out.strip().splitlines()
+    assert any("meta.csv line 4: unknown scene label 'beach'" in line for line in out)
+    assert any(victim.name in line and "truncated" in line for line in out)
+    assert f"problems in {root}" in captured.err
+
+
+def test_check_missing_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", str(tmp_path / "none")]) == 1
+    assert "not a directory" in capsys.readouterr().out
+
+
+def test_synth_then_skip_existing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setitem(SYNTH_PROFILES, "micro", MICRO)
+    out = tmp_path / "data"
+    args = ["synth", str(out), "--profile", "micro", "--layout", "dcase2019", "--seed", "2",
+            "--quiet"]
+    assert main(args + ["--skip-existing"]) == 0
+    assert "43 clips (A 23, B 10, C 10)" in capsys.readouterr().out
+    stamp = (out / "meta.csv").stat().st_mtime_ns
+    assert main(args + ["--skip-existing"]) == 0
+    assert "nothing to do" in capsys.readouterr().out
+    assert (out / "meta.csv").stat().st_mtime_ns == stamp
+    # other settings: refuse to overwrite, say why
+    assert main(args[:-2] + ["3", "--quiet", "--skip-existing"]) == 1
+    assert "not empty" in capsys.readouterr().err
+    assert main(args) == 1
+    assert "caa synth: error:" in capsys.readouterr().err
+
+
+def test_synth_rejects_unknown_profile(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["synth", str(tmp_path / "x"), "--profile", "huge"])
+    assert exc.value.code == 2
+    assert main(["synth", str(tmp_path / "x"), "--seed", "-1"]) == 1
+    assert not (tmp_path / "x").exists()
