@@ -64,9 +64,17 @@ def test_synth_then_skip_existing(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert "caa synth: error:" in capsys.readouterr().err
 
 
-def test_synth_rejects_unknown_profile(tmp_path: Path) -> None:
-    with pytest.raises(SystemExit) as exc:
-        main(["synth", str(tmp_path / "x"), "--profile", "huge"])
-    assert exc.value.code == 2
+def test_synth_rejects_unknown_profile(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["synth", str(tmp_path / "x"), "--profile", "huge"]) == 1
+    assert "unknown profile 'huge'; allowed: tiny, demo, full" in capsys.readouterr().err
     assert main(["synth", str(tmp_path / "x"), "--seed", "-1"]) == 1
     assert not (tmp_path / "x").exists()
+
+
+def test_synth_profile_names_match_the_generator() -> None:
+    from caalib.commands.data import SYNTH_PROFILE_NAMES
+    from caalib.synth import SYNTH_PROFILES
+
+    assert tuple(SYNTH_PROFILES) == SYNTH_PROFILE_NAMES
