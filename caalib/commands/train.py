@@ -1,0 +1,130 @@
+"""``caa train`` (one run) and ``caa sweep`` (a paper table)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..constants import DEVICES
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    _register_train(sub)
+    _register_sweep(sub)
+
+
+def _register_train(sub: argparse._SubParsersAction) -> None:
+    from ..training.config import (
+        ATTENTION_MODES,
+        LAMBDA_MODES,
+        LR_DECAY_MODES,
+        PROFILES_NAMES,
+        STRATEGIES,
+        TOPOLOGIES,
+        TORCH_DEVICES,
+    )
+
+    p = sub.add_parser(
+        "train",
+        help="train and evaluate one model into a run directory",
+        description="Train one CAA-Net model with one strategy; a finished run directory "
+        "with the same config is skipped, a partial one resumes from its checkpoint.",
+    )
+    p.add_argument("--data", required=True, help="dataset directory (real or synthetic)")
+    p.add_argument("--topology", required=True, choices=TOPOLOGIES)
+    p.add_argument("--pooling", required=True, help="max, avg, flatten, roi, att or roi+att")
+    p.add_argument("--strategy", required=True, choices=STRATEGIES)
+    p.add_argument("--device", choices=DEVICES, default=None,
+                   help="train device of a single-device run (a, b or c)")
+    p.add_argument("--cond-layer", type=int, default=None,
+                   help="conditioned block (1-4) for teacher_forcing / multi_task")
+    p.add_argument("--profile", required=True, choices=PROFILES_NAMES)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--iterations", type=int, default=None, help="override the profile's")
+    p.add_argument("--lr-decay", choices=LR_DECAY_MODES, default="released")
+    p.add_argument("--lambda-mode", choices=LAMBDA_MODES, default="released")
+    p.add_argument("--attention", choices=ATTENTION_MODES, default="released")
+    p.add_argument("--accelerator", choices=TORCH_DEVICES, default="auto",
+                   help="torch device (default: cuda when available)")
+    p.add_argument("--fast", action=argparse.BooleanOptionalAction, default=True,
+                   help="on CUDA: bf16 autocast, channels_last, cudnn.benchmark, fused Adam")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--force", action="store_true", help="retrain even if the run is done")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--out", required=True, help="run directory")
+    p.set_defaults(func=_train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from ..training import TrainConfig, summary_line, train
+
+    overrides = dict(
+        topology=args.topology, pooling=args.pooling, strategy=args.strategy,
+        train_device=args.device, cond_layer=args.cond_layer, seed=args.seed,
+        lr_decay=args.lr_decay, lambda_mode=args.lambda_mode, attention=args.attention,
+        device=args.accelerator, fast=args.fast, compile=args.compile,
+    )
+    if args.iterations is not None:
+        overrides["iterations"] = args.iterations
+    from ..datasets import detect_layout
+
+    if Path(args.data).is_dir():
+        overrides["dataset"] = detect_layout(args.data)
+    config = TrainConfig.from_profile(args.profile, **overrides)
+    metrics = train(config, args.out, data_dir=args.data, force=args.force,
+                    progress=not args.no_progress)
+    print(f"[train] {config.run_name}: {summary_line(metrics)} "
+          f"({metrics.get('iterations')} iterations, {metrics.get('wall_time_s', 0):.1f} s)")
+    print(f"[train] run directory: {args.out}")
+    return 0
+
+
+def _register_sweep(sub: argparse._SubParsersAction) -> None:
+    from ..training.config import PROFILES_NAMES
+
+    p = sub.add_parser(
+        "sweep",
+        help="train the runs of one of the paper's tables that are not done yet",
+        description="Enumerate Table I, II or III and train what is missing under "
+        "RESULTS/runs/ (finished runs are skipped, partial ones resume).",
+    )
+    p.add_argument("--table", required=True, choices=("I", "II", "III"))
+    p.add_argument("--profile", required=True, choices=PROFILES_NAMES)
+    p.add_argument("--data", required=True, help="dataset directory")
+    p.add_argument("--results", default="results", help="results directory (default results)")
+    p.add_argument("--seeds", type=int, default=1, help="seeds 0..K-1 (default 1)")
+    p.add_argument("--models", default=None,
+                   help="comma-separated topology:pooling, e.g. atrous:att,pool:att")
+    p.add_argument("--dry-run", action="store_true", help="list the runs and their status")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_sweep)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from ..training.sweep import TABLE_DATASET, enumerate_runs, parse_models, plan_frame, run_sweep
+
+    dataset = TABLE_DATASET[args.table]
+    if Path(args.data).is_dir():
+        from ..datasets import detect_layout
+
+        layout = detect_layout(args.data)
+        if layout != dataset:
+            print(f"[sweep] note: Table {args.table} is a {dataset} table; {args.data} has "
+                  f"the {layout} layout, so the runs are labelled {layout}")
+        dataset = layout
+    configs = enumerate_runs(args.table, args.profile, dataset, seeds=args.seeds,
+                             models=parse_models(args.models))
+    plan = plan_frame(configs, args.results)
+    if args.dry_run:
+        for row in plan.itertuples():
+            print(f"{row.status:8s} {row.run_name}")
+        counts = plan["status"].value_counts().to_dict()
+        print(f"[sweep] {len(plan)} runs: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+        return 0
+    summary = run_sweep(configs, args.results, args.data, progress=not args.no_progress)
+    ran = int((summary["status"] == "ran").sum())
+    print(f"[sweep] Table {args.table}: {len(summary)} runs ({ran} trained, "
+          f"{len(summary) - ran} already done) in {summary.attrs['wall_time_s']:.0f} s")
+    cols = ["run_name", "acc_a", "acc_b", "acc_c", "acc_avg"]
+    print(summary[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    return 0

@@ -1,0 +1,328 @@
+"""One typed, validated training configuration, its profiles and its run name.
+
+Every knob that changes a number lives in :class:`TrainConfig` and is written to the
+run's ``config.json``, so a table cell can always be traced back to the exact variant
+(released code vs paper text, λ rule, crop, width) that produced it. A config read back
+from disk goes through the same validation as one built in code, so a hand-edited or
+truncated ``config.json`` fails loudly, naming the field, instead of training something
+else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import types
+import typing
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from ..constants import DATASETS, DEVICES
+from ..errors import ConfigError
+
+TOPOLOGIES: tuple[str, ...] = ("pool", "nopool", "atrous")
+
+#: The paper's 14 topology x pooling models (Table I rows). Kept here as well as in
+#: caalib.models so configs validate without importing torch.
+PAPER_POOLINGS: dict[str, tuple[str, ...]] = {
+    "pool": ("flatten", "max", "avg", "att"),
+    "nopool": ("max", "avg", "roi", "att", "roi+att"),
+    "atrous": ("max", "avg", "roi", "att", "roi+att"),
+}
+STRATEGIES: tuple[str, ...] = ("single", "joint", "teacher_forcing", "multi_task")
+PROFILES_NAMES: tuple[str, ...] = ("tiny", "demo", "paper")
+LR_DECAY_MODES: tuple[str, ...] = ("released", "paper")
+LAMBDA_MODES: tuple[str, ...] = ("released", "clean", "learned")
+ATTENTION_MODES: tuple[str, ...] = ("released", "paper")
+TORCH_DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+
+#: Fields that change how fast a run goes but not what it computes (on one device
+#: kind). A finished run is reused when everything else matches, so a sweep re-run with
+#: another checkpoint interval or on another accelerator does not retrain.
+EXECUTION_FIELDS: frozenset[str] = frozenset({"device", "fast", "compile", "checkpoint_every"})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run.
+
+    Defaults follow the authors' released code (study notes section 3); the paper's
+    text is one switch away:
+
+    - ``lr_decay``: ``"released"`` keeps the learning rate constant, because the
+      released condition ``iteration % 200 == 0 > 0`` is a chained comparison that is
+      always false; ``"paper"`` multiplies it by ``lr_decay_factor`` (0.9) every
+      ``lr_decay_every`` (200) iterations, as the paper's text says.
+    - ``lambda_mode`` (multi-task only): ``"released"`` sets λ = 1 until the device
+      accuracy of CNN-d on the *evaluate* split reaches ``lambda_threshold`` (0.98),
+      then ``lambda_after`` (1e-4) - a test-data leak the paper and code share;
+      ``"clean"`` measures that accuracy on a held-out ``holdout_fraction`` of the
+      training split (stratified by device, never trained on); ``"learned"`` replaces
+      the switch with uncertainty weighting (Kendall et al., 2018), the paper's own
+      future work. The switch is checked at every evaluation and never switches back:
+      the notes' "λ = 1 until ... reaches 0.98, then 1e-4" describes one transition.
+    - ``attention``: the released attention head or the paper's equations, passed to
+      ``caalib.models.build_model``.
+    - ``max_frames``: keep the first N frames of every clip (train and evaluate alike);
+      None keeps whole clips (the paper).
+    - ``device`` ("auto"/"cpu"/"cuda") is the torch device; ``fast`` turns on bf16
+      autocast, channels_last, cudnn.benchmark and fused Adam on CUDA (no effect on
+      CPU); ``compile`` wraps the model in ``torch.compile``.
+    """
+
+    dataset: str = "dcase2018"
+    topology: str = "atrous"
+    pooling: str = "att"
+    strategy: str = "joint"
+    train_device: str | None = None
+    cond_layer: int | None = None
+    profile: str = "paper"
+    seed: int = 0
+    iterations: int = 15_000
+    batch_size: int = 16
+    lr: float = 1e-3
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    width: float = 1.0
+    max_frames: int | None = None
+    eval_every: int = 100
+    checkpoint_every: int = 500
+    lr_decay: str = "released"
+    lr_decay_every: int = 200
+    lr_decay_factor: float = 0.9
+    lambda_mode: str = "released"
+    lambda_threshold: float = 0.98
+    lambda_after: float = 1e-4
+    holdout_fraction: float = 0.1
+    attention: str = "released"
+    device: str = "auto"
+    fast: bool = True
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_profile(cls, profile: str, **overrides: Any) -> TrainConfig:
+        """A config with ``profile``'s sizes; ``overrides`` replace any field."""
+        if profile not in PROFILES:
+            raise ConfigError(
+                f"profile: unknown profile {profile!r}; allowed: {', '.join(PROFILES)}"
+            )
+        unknown = sorted(set(overrides) - _FIELD_NAMES)
+        if unknown:
+            raise ConfigError(f"{unknown[0]}: unknown TrainConfig field")
+        values = {**PROFILES[profile], "profile": profile, **overrides}
+        return cls(**values)
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "config") -> TrainConfig:
+        """Build from a parsed ``config.json``; every problem names ``source`` and field."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: expected a JSON object, got {type(data).__name__}")
+        unknown = sorted(set(data) - _FIELD_NAMES)
+        if unknown:
+            raise ConfigError(f"{source}: field {unknown[0]!r}: unknown TrainConfig field")
+        missing = sorted(n for n in _REQUIRED_ON_DISK if n not in data)
+        if missing:
+            raise ConfigError(f"{source}: field {missing[0]!r} is missing")
+        try:
+            return cls(**data)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainConfig:
+        """Read and validate a ``config.json``."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}: line {exc.lineno}: not valid JSON ({exc.msg})") from None
+        return cls.from_dict(data, source=str(path))
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with ``changes`` applied (validated again)."""
+        unknown = sorted(set(changes) - _FIELD_NAMES)
+        if unknown:
+            raise ConfigError(f"{unknown[0]}: unknown TrainConfig field")
+        return dataclasses.replace(self, **changes)
+
+    # ------------------------------------------------------------------ views
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, JSON-ready (what ``config.json`` holds)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that decide what a run computes (execution-only fields left out)."""
+        return {k: v for k, v in self.to_dict().items() if k not in EXECUTION_FIELDS}
+
+    def differences(self, other: TrainConfig) -> list[str]:
+        """Names of the identity fields in which ``other`` differs from this config."""
+        a, b = self.identity(), other.identity()
+        return [k for k in a if a[k] != b[k]]
+
+    @property
+    def conditioned(self) -> bool:
+        return self.strategy in ("teacher_forcing", "multi_task")
+
+    @property
+    def eval_devices(self) -> tuple[str, ...]:
+        """The devices the run is trained and scored on."""
+        return (self.train_device,) if self.strategy == "single" else DEVICES
+
+    @property
+    def uses_holdout(self) -> bool:
+        """Whether a slice of the training split is held out (clean λ decisions)."""
+        return self.strategy == "multi_task" and self.lambda_mode == "clean"
+
+    @property
+    def run_name(self) -> str:
+        """``<dataset>-<topology>-<pooling>-<strategy>[-<dev>][-L<l>]-<profile>-s<seed>``.
+
+        Follows docs/architecture.md. When a faithfulness switch is off its released
+        default, a suffix names it (``-lr_paper``, ``-lambda_clean``, ``-att_paper``) so
+        the variants of one run never share a directory.
+        """
+        parts = [self.dataset, self.topology, self.pooling.replace("+", "_"), self.strategy]
+        if self.train_device is not None:
+            parts.append(self.train_device)
+        if self.cond_layer is not None:
+            parts.append(f"L{self.cond_layer}")
+        parts += [self.profile, f"s{self.seed}"]
+        if self.lr_decay != "released":
+            parts.append(f"lr_{self.lr_decay}")
+        if self.strategy == "multi_task" and self.lambda_mode != "released":
+            parts.append(f"lambda_{self.lambda_mode}")
+        if self.attention != "released":
+            parts.append(f"att_{self.attention}")
+        return "-".join(parts)
+
+
+# ---------------------------------------------------------------------- profiles
+#: Sizes per profile. ``paper`` is the released recipe; the CPU profiles shrink width,
+#: clip length and iterations (study notes section 6 gives the step times they rest on).
+PROFILES: dict[str, dict[str, Any]] = {
+    "tiny": dict(
+        iterations=30, batch_size=8, width=1 / 16, max_frames=64, eval_every=10,
+        checkpoint_every=10,
+    ),
+    "demo": dict(
+        iterations=400, batch_size=16, width=1 / 16, max_frames=64, eval_every=100,
+        checkpoint_every=100,
+    ),
+    "paper": dict(
+        iterations=15_000, batch_size=16, width=1.0, max_frames=None, eval_every=100,
+        checkpoint_every=500,
+    ),
+}
+
+_FIELD_NAMES = frozenset(f.name for f in fields(TrainConfig))
+#: Fields a config.json must contain (the ones results read, plus the sizes).
+_REQUIRED_ON_DISK = frozenset(
+    {"dataset", "topology", "pooling", "strategy", "train_device", "cond_layer", "profile",
+     "seed", "iterations", "batch_size", "width", "max_frames", "eval_every"}
+)
+
+
+# ---------------------------------------------------------------------- validation
+def _type_ok(value: Any, annotation: Any) -> bool:
+    """Check a value against the simple annotations TrainConfig uses."""
+    if isinstance(annotation, str):
+        annotation = eval(annotation)  # noqa: S307 - our own annotations
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, a) for a in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, annotation)
+
+
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name}: {value!r} is not one of {', '.join(allowed)}")
+
+
+def _validate(cfg: TrainConfig) -> None:
+    hints = typing.get_type_hints(TrainConfig)
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if not _type_ok(value, hints[f.name]):
+            raise ConfigError(
+                f"{f.name}: expected {getattr(hints[f.name], '__name__', hints[f.name])}, "
+                f"got {value!r} ({type(value).__name__})"
+            )
+    # floats given as ints in JSON: normalise so equality and names are stable
+    for name in ("lr", "beta1", "beta2", "eps", "weight_decay", "width", "lr_decay_factor",
+                 "lambda_threshold", "lambda_after", "holdout_fraction"):
+        value = getattr(cfg, name)
+        if not math.isfinite(value):
+            raise ConfigError(f"{name}: must be finite, got {value!r}")
+        object.__setattr__(cfg, name, float(value))
+
+    _choice("dataset", cfg.dataset, DATASETS)
+    _choice("topology", cfg.topology, TOPOLOGIES)
+    if cfg.pooling not in PAPER_POOLINGS[cfg.topology]:
+        raise ConfigError(
+            f"pooling: {cfg.pooling!r} is not a pooling of topology {cfg.topology!r}; "
+            f"allowed: {', '.join(PAPER_POOLINGS[cfg.topology])}"
+        )
+    _choice("strategy", cfg.strategy, STRATEGIES)
+    _choice("profile", cfg.profile, PROFILES_NAMES)
+    _choice("lr_decay", cfg.lr_decay, LR_DECAY_MODES)
+    _choice("lambda_mode", cfg.lambda_mode, LAMBDA_MODES)
+    _choice("attention", cfg.attention, ATTENTION_MODES)
+    _choice("device", cfg.device, TORCH_DEVICES)
+
+    if cfg.strategy == "single":
+        if cfg.train_device is None:
+            raise ConfigError("train_device: required for strategy 'single' (one of a, b, c)")
+        _choice("train_device", cfg.train_device, DEVICES)
+    elif cfg.train_device is not None:
+        raise ConfigError(
+            f"train_device: only strategy 'single' trains on one device; "
+            f"must be null for {cfg.strategy!r}"
+        )
+    if cfg.conditioned:
+        if cfg.cond_layer is None:
+            raise ConfigError(
+                f"cond_layer: required for strategy {cfg.strategy!r} (one of 1, 2, 3, 4)"
+            )
+        if cfg.cond_layer not in (1, 2, 3, 4):
+            raise ConfigError(f"cond_layer: {cfg.cond_layer!r} is not one of 1, 2, 3, 4")
+    elif cfg.cond_layer is not None:
+        raise ConfigError(
+            f"cond_layer: strategy {cfg.strategy!r} has no conditioning; must be null"
+        )
+
+    for name in ("iterations", "batch_size", "eval_every", "checkpoint_every",
+                 "lr_decay_every"):
+        if getattr(cfg, name) < 1:
+            raise ConfigError(f"{name}: must be >= 1, got {getattr(cfg, name)}")
+    if cfg.seed < 0:
+        raise ConfigError(f"seed: must be >= 0, got {cfg.seed}")
+    if cfg.max_frames is not None and cfg.max_frames < 1:
+        raise ConfigError(f"max_frames: must be >= 1 or null, got {cfg.max_frames}")
+    if not 0 < cfg.width <= 4:
+        raise ConfigError(f"width: must be in (0, 4], got {cfg.width}")
+    if cfg.lr <= 0:
+        raise ConfigError(f"lr: must be > 0, got {cfg.lr}")
+    if not 0 < cfg.lr_decay_factor <= 1:
+        raise ConfigError(f"lr_decay_factor: must be in (0, 1], got {cfg.lr_decay_factor}")
+    if not 0 < cfg.holdout_fraction < 1:
+        raise ConfigError(f"holdout_fraction: must be in (0, 1), got {cfg.holdout_fraction}")
+    if cfg.lambda_after < 0:
+        raise ConfigError(f"lambda_after: must be >= 0, got {cfg.lambda_after}")

@@ -1,0 +1,476 @@
+"""The training loop: four strategies, the released λ and learning-rate rules, resume.
+
+One loop serves every strategy (study notes section 3):
+
+- ``single``: train and evaluate on one device's clips, no conditioning;
+- ``joint``: all devices, no conditioning;
+- ``teacher_forcing``: the true device one-hot is fed to the conditioned block;
+- ``multi_task``: CNN-d predicts the device, whose one-hot conditions the block; the
+  loss is ``NLL(scene) + λ·NLL(device)`` with λ chosen by ``config.lambda_mode``.
+
+Steps are counted from 1: history row ``i`` is the ``i``-th update, made with learning
+rate ``lr_at(i - 1)``; an evaluation follows step ``i`` when ``i % eval_every == 0`` and
+after the last step, and a λ switch decided there applies from step ``i + 1``. The
+batch order is a pure function of ``(seed, step)``, and a checkpoint holds everything
+else (model, optimiser, λ state, RNG states, history), so a run killed at any moment and
+started again ends bit-identical on CPU to one never interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..constants import DEVICES, SCENES
+from ..errors import ConfigError, DatasetError
+from ..metrics import device_metrics
+from . import runstore
+from .config import TrainConfig
+from .data import RunData, Split, batch_indices, load_run_data
+
+CHECKPOINT_FORMAT = 1
+
+
+# ---------------------------------------------------------------------- small rules
+def lr_at(config: TrainConfig, step: int) -> float:
+    """Learning rate of 0-based step ``step``.
+
+    ``released``: constant - the released decay condition ``iteration % 200 == 0 > 0``
+    chains into ``(iteration % 200 == 0) and (0 > 0)``, which is always false.
+    ``paper``: ``lr · factor^(step // every)`` (×0.9 every 200 iterations).
+    """
+    if config.lr_decay == "released":
+        return config.lr
+    return config.lr * config.lr_decay_factor ** (step // config.lr_decay_every)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when available; asking for CUDA without one is a ConfigError."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device: 'cuda' requested but torch finds no CUDA device")
+    return torch.device(name)
+
+
+def _cpu_threads() -> int:
+    """Every core this process may use; ``CAA_NUM_THREADS`` overrides (shared machines:
+    oversubscribed OpenMP threads spin and can make a small model many times slower)."""
+    env = os.environ.get("CAA_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+class UncertaintyWeights(nn.Module):
+    """Kendall et al. (2018) task weighting: ``Σ exp(-s_k)·L_k + s_k / 2``.
+
+    ``s_k = log σ_k²`` are learned with the network; the effective λ (device weight
+    relative to the scene weight) is ``exp(s_scene - s_device)``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log_vars = nn.Parameter(torch.zeros(2))
+
+    def forward(self, loss_scene: torch.Tensor, loss_device: torch.Tensor) -> torch.Tensor:
+        s = self.log_vars
+        return (torch.exp(-s[0]) * loss_scene + 0.5 * s[0]
+                + torch.exp(-s[1]) * loss_device + 0.5 * s[1])
+
+    def effective_lambda(self) -> torch.Tensor:
+        return torch.exp(self.log_vars[0] - self.log_vars[1]).detach()
+
+
+@contextlib.contextmanager
+def _torch_settings(device: torch.device, config: TrainConfig) -> Iterator[None]:
+    """Threads and determinism for the run, restored afterwards (notebooks share a process)."""
+    threads = torch.get_num_threads()
+    det = torch.are_deterministic_algorithms_enabled()
+    det_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    bench = torch.backends.cudnn.benchmark
+    tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    try:
+        if device.type == "cpu":
+            torch.set_num_threads(_cpu_threads())
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        elif config.fast:
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(det, warn_only=det_warn)
+        torch.backends.cudnn.benchmark = bench
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+
+
+# ---------------------------------------------------------------------- the engine
+class Engine:
+    """Model, optimiser, λ state and history of one run on one torch device."""
+
+    def __init__(self, config: TrainConfig, data: RunData, device: torch.device) -> None:
+        self.config = config
+        self.data = data
+        self.device = device
+        self.fast = config.fast and device.type == "cuda"
+        torch.manual_seed(config.seed)
+        from ..models import build_model
+
+        self.model = build_model(
+            config.topology, config.pooling, config.strategy, config.cond_layer,
+            width=config.width, n_frames=data.n_frames, n_mels=data.n_mels,
+            attention=config.attention,
+        ).to(device)
+        if self.fast:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.weighting = (
+            UncertaintyWeights().to(device)
+            if config.strategy == "multi_task" and config.lambda_mode == "learned" else None
+        )
+        params = list(self.model.parameters())
+        if self.weighting is not None:
+            params += list(self.weighting.parameters())
+        self.optimizer = torch.optim.Adam(
+            params, lr=config.lr, betas=(config.beta1, config.beta2), eps=config.eps,
+            weight_decay=config.weight_decay, **({"fused": True} if self.fast else {}),
+        )
+        self.forward = torch.compile(self.model) if config.compile else self.model
+        self.step = 0  # updates done
+        self.lambda_switched = False
+        self.lambda_switch_step: int | None = None
+        self.history: list[dict[str, Any]] = []
+        self.wall_time_s = 0.0
+        self.decision_log: list[tuple[int, str, float]] = []  # (step, split, accuracy)
+        self._on_device: dict[str, tuple[torch.Tensor, ...]] = {}
+
+    # -- data on the torch device ------------------------------------------------------
+    def tensors(self, name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(x, scene, device) of split ``name``, moved to the torch device once."""
+        if name not in self._on_device:
+            split: Split = getattr(self.data, name)
+            self._on_device[name] = tuple(  # copies: pandas/numpy views may be read-only
+                torch.tensor(np.asarray(a)).to(self.device)
+                for a in (split.x, split.scene, split.device)
+            )
+        return self._on_device[name]  # type: ignore[return-value]
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.fast:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    @property
+    def current_lambda(self) -> float:
+        return self.config.lambda_after if self.lambda_switched else 1.0
+
+    # -- one update --------------------------------------------------------------------
+    def _update(self, xb: torch.Tensor, yb: torch.Tensor, db: torch.Tensor,
+                lam: float) -> torch.Tensor:
+        """One Adam step; returns (loss, loss_scene, loss_device, λ) as a device tensor."""
+        cfg = self.config
+        with self._autocast():
+            out = self.forward(xb, device=db if cfg.strategy == "teacher_forcing" else None)
+        loss_scene = F.nll_loss(out.scene.float(), yb)
+        nan = torch.full((), float("nan"), device=xb.device)
+        if cfg.strategy == "multi_task":
+            loss_device = F.nll_loss(out.device.float(), db)
+            if self.weighting is not None:
+                loss = self.weighting(loss_scene, loss_device)
+                lam_t = self.weighting.effective_lambda()
+            else:
+                loss = loss_scene + lam * loss_device
+                lam_t = torch.full((), lam, device=xb.device)
+        else:
+            loss, loss_device, lam_t = loss_scene, nan, nan
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return torch.stack([loss.detach(), loss_scene.detach(), loss_device.detach(),
+                            lam_t.float()])
+
+    # -- evaluation --------------------------------------------------------------------
+    @torch.no_grad()
+    def predict(self, name: str, rows: np.ndarray | None = None,
+                want_attention: bool = False) -> dict[str, np.ndarray | None]:
+        """Scene/device log-probabilities (and attention) of split ``name`` in eval mode."""
+        x, _, dev = self.tensors(name)
+        if rows is not None:
+            idx = torch.tensor(np.array(rows, dtype=np.int64)).to(self.device)
+            x, dev = x[idx], dev[idx]
+        self.model.eval()
+        bs = max(2 * self.config.batch_size, 32)
+        scenes, devices, atts = [], [], []
+        try:
+            for start in range(0, x.shape[0], bs):
+                with self._autocast():
+                    out = self.forward(x[start:start + bs], device=dev[start:start + bs]
+                                       if self.config.strategy == "teacher_forcing" else None)
+                scenes.append(out.scene.float())
+                if out.device is not None:
+                    devices.append(out.device.float())
+                if want_attention and out.attention is not None:
+                    atts.append(out.attention.float())
+        finally:
+            self.model.train()
+        return {
+            "scene": torch.cat(scenes).cpu().numpy(),
+            "device": torch.cat(devices).cpu().numpy() if devices else None,
+            "attention": torch.cat(atts).cpu().numpy() if atts else None,
+        }
+
+    def evaluate(self) -> dict[str, Any]:
+        """Metrics on the evaluate split (plus the device accuracy of CNN-d)."""
+        split = self.data.evaluate
+        pred = self.predict("evaluate")
+        y_pred = pred["scene"].argmax(axis=1)
+        metrics = device_metrics(split.scene, y_pred, split.meta["device"].to_numpy())
+        metrics["device_accuracy"] = (
+            float((pred["device"].argmax(axis=1) == split.device).mean())
+            if pred["device"] is not None else None
+        )
+        metrics["_pred"] = pred
+        return metrics
+
+    def lambda_decision_split(self) -> str | None:
+        """Which split's device accuracy may switch λ: evaluate (released), the
+        held-out training clips (clean), or none (learned / not multi-task)."""
+        if self.config.strategy != "multi_task" or self.config.lambda_mode == "learned":
+            return None
+        return "evaluate" if self.config.lambda_mode == "released" else "holdout"
+
+    def maybe_switch_lambda(self, eval_metrics: dict[str, Any]) -> None:
+        """λ: 1 until the decision split's device accuracy reaches the threshold, then
+        ``lambda_after`` for good (checked at every evaluation)."""
+        name = self.lambda_decision_split()
+        if name is None or self.lambda_switched:
+            return
+        if name == "evaluate":
+            acc = float(eval_metrics["device_accuracy"])
+        else:
+            pred = self.predict("holdout")
+            acc = float((pred["device"].argmax(axis=1) == self.data.holdout.device).mean())
+        self.decision_log.append((self.step, name, acc))
+        if acc >= self.config.lambda_threshold:
+            self.lambda_switched = True
+            self.lambda_switch_step = self.step
+
+    # -- checkpoints -------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "config": self.config.identity(),
+            "iteration": self.step,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "weighting": None if self.weighting is None else self.weighting.state_dict(),
+            "lambda": {"switched": self.lambda_switched, "step": self.lambda_switch_step},
+            "decision_log": [list(t) for t in self.decision_log],
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            },
+            "history": self.history,
+            "wall_time_s": self.wall_time_s,
+        }
+
+    def restore(self, state: dict[str, Any], source: Path) -> None:
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise ConfigError(f"{source}: checkpoint format {state.get('format')!r} unknown")
+        saved = state.get("config", {})
+        diff = [k for k, v in self.config.identity().items() if saved.get(k) != v]
+        if diff:
+            raise ConfigError(
+                f"{source}: checkpoint belongs to another config (fields: {', '.join(diff)})"
+            )
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.weighting is not None:
+            self.weighting.load_state_dict(state["weighting"])
+        self.step = int(state["iteration"])
+        self.lambda_switched = bool(state["lambda"]["switched"])
+        self.lambda_switch_step = state["lambda"]["step"]
+        self.decision_log = [(int(s), str(n), float(a)) for s, n, a in state["decision_log"]]
+        # RNG states must be CPU byte tensors whatever map_location did to them
+        torch.set_rng_state(state["rng"]["torch"].cpu())
+        if state["rng"]["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([t.cpu() for t in state["rng"]["cuda"]])
+        self.history = list(state["history"])
+        self.wall_time_s = float(state["wall_time_s"])
+
+    # -- the loop ----------------------------------------------------------------------
+    def run(self, run_dir: Path, progress: bool = True) -> dict[str, Any]:
+        """Train from ``self.step`` to ``config.iterations``; returns the final metrics."""
+        from tqdm.auto import tqdm
+
+        cfg = self.config
+        x, y, d = self.tensors("train")
+        n = x.shape[0]
+        log_every = max(1, min(cfg.eval_every, 25))
+        periods = (log_every, cfg.eval_every, cfg.checkpoint_every)
+        bar = tqdm(total=cfg.iterations, initial=self.step, disable=not progress,
+                   desc=cfg.run_name, unit="it", leave=False, dynamic_ncols=True)
+        self.model.train()
+        pending: list[torch.Tensor] = []
+        last_eval: dict[str, Any] | None = None
+        t0 = time.perf_counter()
+        try:
+            while self.step < cfg.iterations:
+                # indices for the steps up to the next log point, uploaded at once
+                stop = min([(self.step // p + 1) * p for p in periods] + [cfg.iterations])
+                block = stop - self.step
+                idx = torch.from_numpy(
+                    batch_indices(n, cfg.batch_size, cfg.seed, self.step, block)
+                ).to(self.device)
+                for b in range(block):
+                    lr = lr_at(cfg, self.step)
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = lr
+                    rows = idx[b]
+                    pending.append(self._update(x[rows], y[rows], d[rows], self.current_lambda))
+                    self.step += 1
+                    self.history.append({"iteration": self.step, "lr": lr})
+                # log point: one host sync for the whole block
+                values = torch.stack(pending).cpu().numpy()
+                for row, v in zip(self.history[-len(pending):], values, strict=True):
+                    row.update(loss=float(v[0]), loss_scene=float(v[1]),
+                               loss_device=float(v[2]), **{"lambda": float(v[3])})
+                pending = []
+                bar.update(block)
+                post = {"loss": f"{values[:, 0].mean():.3f}"}
+                if self.step % cfg.eval_every == 0 or self.step == cfg.iterations:
+                    last_eval = self.evaluate()
+                    row = self.history[-1]
+                    for dev in DEVICES:
+                        row[f"acc_{dev}"] = last_eval["accuracy"].get(dev, float("nan"))
+                    row["acc_avg"] = last_eval["accuracy"]["avg"]
+                    row["device_accuracy"] = last_eval["device_accuracy"]
+                    self.maybe_switch_lambda(last_eval)
+                    post["acc"] = f"{last_eval['accuracy']['avg']:.3f}"
+                bar.set_postfix(post, refresh=False)
+                if self.step % cfg.checkpoint_every == 0 or self.step == cfg.iterations:
+                    self.wall_time_s += time.perf_counter() - t0
+                    t0 = time.perf_counter()
+                    runstore.save_checkpoint(run_dir, self.state())
+                    runstore.write_history(run_dir, self.history)
+        finally:
+            bar.close()
+        if last_eval is None:  # resumed from the final checkpoint: evaluate again
+            last_eval = self.evaluate()
+        return self.finish(run_dir, last_eval, time.perf_counter() - t0)
+
+    def finish(self, run_dir: Path, ev: dict[str, Any], extra_s: float) -> dict[str, Any]:
+        """Write predictions, attention, history and metrics; DONE comes last."""
+        cfg, split = self.config, self.data.evaluate
+        pred = ev.pop("_pred")
+        scores = pred["scene"]
+        frame = pd.DataFrame({
+            "filename": split.meta["filename"],
+            "device": split.meta["device"],
+            "scene_label": split.meta["scene_label"],
+            "predicted": np.asarray(SCENES)[scores.argmax(axis=1)],
+        })
+        for k, scene in enumerate(SCENES):
+            frame[f"score_{scene}"] = scores[:, k]
+        runstore.write_predictions(run_dir, frame)
+
+        if cfg.pooling in ("att", "roi+att") and len(self.data.attention_index):
+            rows = self.data.attention_index
+            att = self.predict("evaluate", rows=rows, want_attention=True)
+            meta = split.meta.iloc[rows]
+            runstore.write_attention(run_dir, {
+                "attention": att["attention"].astype(np.float32),
+                "logmel": self.data.attention_logmel.astype(np.float32),
+                "filename": meta["filename"].to_numpy(str),
+                "device": meta["device"].to_numpy(str),
+                "scene_label": meta["scene_label"].to_numpy(str),
+                "predicted": np.asarray(SCENES)[att["scene"].argmax(axis=1)].astype(str),
+            })
+
+        metrics = dict(ev)
+        metrics["iterations"] = self.step
+        metrics["wall_time_s"] = round(self.wall_time_s + extra_s, 3)
+        metrics["lambda_mode"] = cfg.lambda_mode if cfg.strategy == "multi_task" else None
+        metrics["lambda_switch_iteration"] = self.lambda_switch_step
+        metrics["final_lr"] = lr_at(cfg, max(self.step - 1, 0))
+        runstore.write_history(run_dir, self.history)
+        runstore.write_metrics(run_dir, metrics)
+        runstore.mark_done(run_dir)
+        return metrics
+
+
+# ---------------------------------------------------------------------- entry point
+def train(
+    config: TrainConfig,
+    out_dir: str | Path,
+    *,
+    data_dir: str | Path,
+    feature_path: str | Path | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train and evaluate ``config`` into the run directory ``out_dir``; return metrics.
+
+    A finished run with the same config is not touched (its metrics are returned)
+    unless ``force``; a partial one resumes from its checkpoint; a directory holding a
+    different config raises ConfigError rather than mixing two runs. Features are
+    extracted into ``default_feature_path(data_dir)`` on first use and reused after.
+    """
+    if not isinstance(config, TrainConfig):
+        raise ConfigError(f"config: expected a TrainConfig, got {type(config).__name__}")
+    run_dir = Path(out_dir)
+    existing = None if force or not run_dir.exists() else runstore.read_config(run_dir)
+    if existing is not None:
+        diff = existing.differences(config)
+        if diff:
+            raise ConfigError(
+                f"{run_dir / runstore.CONFIG}: the directory holds a run with another "
+                f"config (differs in: {', '.join(diff)}); use another directory or force"
+            )
+        if runstore.is_done(run_dir):
+            return runstore.read_metrics(run_dir)
+    if force:
+        runstore.clear_run(run_dir)
+
+    data_path = Path(data_dir)
+    if not data_path.is_dir():
+        raise DatasetError(f"{data_path}: data directory not found")
+    from ..features import default_feature_path, extract_features
+
+    device = resolve_device(config.device)
+    if feature_path is None:  # the cache: built on first use, reused while inputs match
+        feature_path = extract_features(data_path, default_feature_path(data_path),
+                                        device=device.type, progress=progress)
+    data = load_run_data(config, feature_path, data_path)
+
+    with _torch_settings(device, config):
+        engine = Engine(config, data, device)
+        runstore.write_config(run_dir, config)
+        state = runstore.load_checkpoint(run_dir, map_location=device)
+        if state is not None:
+            engine.restore(state, run_dir / runstore.CHECKPOINT)
+        metrics = engine.run(run_dir, progress=progress)
+    return metrics
+
+
+def summary_line(metrics: dict[str, Any]) -> str:
+    """``A 0.712  B 0.650  C 0.601  avg 0.654`` (devices present only)."""
+    acc = metrics["accuracy"]
+    parts = [f"{k.upper() if k != 'avg' else 'avg'} {v:.3f}" for k, v in acc.items()
+             if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return "  ".join(parts)

@@ -1,0 +1,142 @@
+"""The run directory: every file a run leaves, written atomically.
+
+The layout is the contract ``caalib.results`` and ``caalib.stats`` read
+(docs/architecture.md, "The run store"). Every file goes through ``caalib.atomic``, so a
+run killed at any instant leaves each file either absent, the previous version or the
+complete new one - which is what makes "start it again" a safe way to resume. ``DONE``
+is written last: its presence means every other file is final.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..atomic import atomic_path, write_json, write_text
+from ..constants import SCENES
+from ..errors import ConfigError
+from .config import TrainConfig
+
+CONFIG = "config.json"
+METRICS = "metrics.json"
+HISTORY = "history.csv"
+PREDICTIONS = "predictions.csv"
+ATTENTION = "attention.npz"
+CHECKPOINT = "checkpoint.pt"
+DONE = "DONE"
+
+RUN_FILES: tuple[str, ...] = (CONFIG, METRICS, HISTORY, PREDICTIONS, ATTENTION, CHECKPOINT, DONE)
+
+HISTORY_COLUMNS: tuple[str, ...] = (
+    "iteration", "loss", "loss_scene", "loss_device", "lr", "lambda",
+    "acc_a", "acc_b", "acc_c", "acc_avg", "device_accuracy",
+)
+PREDICTION_COLUMNS: tuple[str, ...] = (
+    "filename", "device", "scene_label", "predicted", *(f"score_{s}" for s in SCENES),
+)
+METRICS_KEYS: tuple[str, ...] = (
+    "accuracy", "classwise", "confusion", "n_eval", "device_accuracy", "iterations",
+    "wall_time_s",
+)
+
+
+def write_config(run_dir: Path, config: TrainConfig) -> Path:
+    return write_json(Path(run_dir) / CONFIG, config.to_dict())
+
+
+def read_config(run_dir: Path) -> TrainConfig | None:
+    """The run's config, None when there is none yet; ConfigError when malformed."""
+    path = Path(run_dir) / CONFIG
+    if not path.exists():
+        return None
+    return TrainConfig.load(path)
+
+
+def is_done(run_dir: Path) -> bool:
+    return (Path(run_dir) / DONE).exists()
+
+
+def mark_done(run_dir: Path) -> None:
+    write_text(Path(run_dir) / DONE, "done\n")
+
+
+def clear_run(run_dir: Path) -> None:
+    """Remove the run files (``force``): DONE first, so a crash midway never looks done."""
+    for name in (DONE, *RUN_FILES):
+        with contextlib.suppress(FileNotFoundError):
+            (Path(run_dir) / name).unlink()
+
+
+def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> Path:
+    return write_json(Path(run_dir) / METRICS, metrics)
+
+
+def read_metrics(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / METRICS
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: metrics file not found (run not finished?)") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: line {exc.lineno}: not valid JSON ({exc.msg})") from None
+
+
+def _write_csv(path: Path, frame: pd.DataFrame) -> Path:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.9g")
+    return path
+
+
+def write_history(run_dir: Path, rows: list[dict[str, Any]]) -> Path:
+    """One row per iteration; evaluation columns empty between evaluations."""
+    frame = pd.DataFrame(rows, columns=list(HISTORY_COLUMNS))
+    return _write_csv(Path(run_dir) / HISTORY, frame)
+
+
+def write_predictions(run_dir: Path, frame: pd.DataFrame) -> Path:
+    missing = [c for c in PREDICTION_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"predictions lack columns {missing}")
+    return _write_csv(Path(run_dir) / PREDICTIONS, frame[list(PREDICTION_COLUMNS)])
+
+
+def write_attention(run_dir: Path, arrays: dict[str, np.ndarray]) -> Path:
+    """``attention`` (N,K,T',F'), ``logmel`` (N,T,F) float32 and string arrays."""
+    path = Path(run_dir) / ATTENTION
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
+    return path
+
+
+def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> Path:
+    """``torch.save`` through a temporary file renamed into place."""
+    import torch
+
+    path = Path(run_dir) / CHECKPOINT
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+    return path
+
+
+def load_checkpoint(run_dir: Path, map_location: Any = "cpu") -> dict[str, Any] | None:
+    """The checkpoint, None when there is none; ConfigError naming the file if unreadable."""
+    import torch
+
+    path = Path(run_dir) / CHECKPOINT
+    if not path.exists():
+        return None
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # a truncated or foreign file: say which
+        raise ConfigError(
+            f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc}); "
+            "delete it or train with force=True"
+        ) from None

@@ -1,0 +1,411 @@
+"""Training engine: the four strategies, the run store, λ and learning-rate rules, resume.
+
+Runs use the pooled network with attention (the cheap topology, and a head that writes
+attention.npz) at the tiny profile on the session's tiny synthetic dataset.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from caalib.constants import DEVICES, SCENES
+from caalib.errors import ConfigError, DatasetError, FeatureError
+from caalib.training import (
+    HISTORY_COLUMNS,
+    PREDICTION_COLUMNS,
+    Engine,
+    TrainConfig,
+    attention_clips,
+    batch_indices,
+    load_run_data,
+    lr_at,
+    train,
+)
+from caalib.training.runstore import load_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ---------------------------------------------------------------------- caalib.datasets
+def install_datasets_standin() -> None:
+    """Put a minimal ``caalib.datasets`` (the documented contract) in place while the
+    real module is absent; a no-op once it exists."""
+    try:
+        import caalib.datasets  # noqa: F401
+        return
+    except ModuleNotFoundError as exc:
+        if exc.name != "caalib.datasets":
+            raise
+    import types
+
+    from caalib.constants import DEVICE_INDEX, SCENE_INDEX
+
+    def detect_layout(data_dir):
+        setup = Path(data_dir) / "evaluation_setup"
+        return "dcase2018" if (setup / "fold1_train.txt").exists() else "dcase2019"
+
+    def read_dataset(data_dir):
+        data_dir = Path(data_dir)
+        if not (data_dir / "meta.csv").is_file():
+            raise DatasetError(f"{data_dir / 'meta.csv'}: not found")
+        meta = pd.read_csv(data_dir / "meta.csv", sep="\t")
+        setup, layout = data_dir / "evaluation_setup", detect_layout(data_dir)
+        if layout == "dcase2018":
+            train_files = pd.read_csv(setup / "fold1_train.txt", sep="\t", header=None)[0]
+            eval_files = pd.read_csv(setup / "fold1_evaluate.txt", sep="\t", header=None)[0]
+        else:
+            train_files = pd.read_csv(setup / "fold1_train.csv", sep="\t")["filename"]
+            eval_files = pd.read_csv(setup / "fold1_evaluate.csv", sep="\t")["filename"]
+        split = {**dict.fromkeys(train_files, "train"), **dict.fromkeys(eval_files, "evaluate")}
+        meta["split"] = meta["filename"].map(split).fillna("")
+        meta["scene"] = meta["scene_label"].map(SCENE_INDEX)
+        meta["device"] = meta["source_label"].map(DEVICE_INDEX)
+        meta["segment"] = meta["filename"].str.rsplit("-", n=2).str[1].astype(int)
+        meta.attrs.update(layout=layout, data_dir=str(data_dir))
+        return meta
+
+    module = types.ModuleType("caalib.datasets")
+    module.read_dataset, module.detect_layout = read_dataset, detect_layout
+    sys.modules["caalib.datasets"] = module
+    import caalib
+
+    caalib.datasets = module
+
+
+install_datasets_standin()
+FAST = dict(topology="pool", pooling="att", iterations=20, eval_every=10, checkpoint_every=10)
+
+
+def tiny(**overrides) -> TrainConfig:
+    return TrainConfig.from_profile("tiny", **{**FAST, **overrides})
+
+
+STRATEGY_CONFIGS = {
+    "single": tiny(strategy="single", train_device="b"),
+    "joint": tiny(strategy="joint"),
+    "teacher_forcing": tiny(strategy="teacher_forcing", cond_layer=2),
+    # threshold 0: the released rule must switch λ at the first evaluation
+    "multi_task": tiny(strategy="multi_task", cond_layer=3, lambda_threshold=0.0),
+}
+
+
+@pytest.fixture(scope="module")
+def strategy_runs(tmp_path_factory, tiny_dataset_2018, tiny_features_2018):
+    root = tmp_path_factory.mktemp("runs")
+    out = {}
+    for name, cfg in STRATEGY_CONFIGS.items():
+        run_dir = root / cfg.run_name
+        metrics = train(cfg, run_dir, data_dir=tiny_dataset_2018, progress=False)
+        out[name] = (cfg, run_dir, metrics)
+    return out
+
+
+# ---------------------------------------------------------------------- config
+def test_profiles_and_run_name():
+    paper = TrainConfig.from_profile("paper", strategy="multi_task", cond_layer=4)
+    assert (paper.batch_size, paper.iterations, paper.width, paper.max_frames,
+            paper.eval_every) == (16, 15_000, 1.0, None, 100)
+    assert (paper.lr, paper.beta1, paper.beta2, paper.eps, paper.weight_decay) == (
+        1e-3, 0.9, 0.999, 1e-8, 0.0)
+    assert (paper.lr_decay, paper.lambda_mode, paper.attention) == ("released",) * 3
+    assert paper.run_name == "dcase2018-atrous-att-multi_task-L4-paper-s0"
+    single = TrainConfig.from_profile("demo", topology="nopool", pooling="roi+att",
+                                      strategy="single", train_device="c", seed=3)
+    assert single.run_name == "dcase2018-nopool-roi_att-single-c-demo-s3"
+    clean = paper.replace(lambda_mode="clean", lr_decay="paper")
+    assert clean.run_name != paper.run_name  # variants never share a directory
+
+
+@pytest.mark.parametrize("overrides, field", [
+    (dict(strategy="solo"), "strategy"),
+    (dict(strategy="single"), "train_device"),
+    (dict(strategy="teacher_forcing"), "cond_layer"),
+    (dict(strategy="multi_task", cond_layer=5), "cond_layer"),
+    (dict(strategy="joint", cond_layer=2), "cond_layer"),
+    (dict(topology="pool", pooling="roi"), "pooling"),  # pool has no roi head
+    (dict(iterations="ten"), "iterations"),
+    (dict(fast="yes"), "fast"),
+    (dict(lambda_mode="oracle"), "lambda_mode"),
+    (dict(bogus=1), "bogus"),
+])
+def test_invalid_config_names_the_field(overrides, field):
+    with pytest.raises(ConfigError, match=field):
+        TrainConfig.from_profile("tiny", **overrides)
+
+
+def test_config_json_roundtrip_and_bad_files(tmp_path):
+    cfg = tiny(strategy="multi_task", cond_layer=1)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg.to_dict()))
+    assert TrainConfig.load(path) == cfg
+    bad = cfg.to_dict() | {"batch_size": "16"}
+    path.write_text(json.dumps(bad))
+    with pytest.raises(ConfigError, match=r"config\.json.*batch_size"):
+        TrainConfig.load(path)
+    path.write_text('{"dataset": "dcase2018",\n  "topology": }')
+    with pytest.raises(ConfigError, match="line 2"):
+        TrainConfig.load(path)
+    partial = {k: v for k, v in cfg.to_dict().items() if k != "strategy"}
+    path.write_text(json.dumps(partial))
+    with pytest.raises(ConfigError, match="strategy"):
+        TrainConfig.load(path)
+
+
+# ---------------------------------------------------------------------- sampler, selection
+def test_batch_order_is_a_pure_function_of_seed_and_step():
+    n, b = 23, 4
+    block = batch_indices(n, b, seed=7, step=0, count=30)
+    singles = np.stack([batch_indices(n, b, seed=7, step=s)[0] for s in range(30)])
+    assert np.array_equal(block, singles)
+    flat = block.reshape(-1)
+    for epoch in range(len(flat) // n):  # every clip exactly once per epoch
+        assert sorted(flat[epoch * n:(epoch + 1) * n]) == list(range(n))
+    assert not np.array_equal(block, batch_indices(n, b, seed=8, step=0, count=30))
+    assert np.array_equal(batch_indices(n, b, 7, 12, 3), block[12:15])
+
+
+def test_attention_clips_pick_first_parallel_recording_per_scene():
+    rows = []
+    for ident, seg, devs in [("x-1", 0, "ab"), ("x-2", 3, "abc"), ("x-2", 1, "abc"),
+                             ("y-0", 0, "abc")]:
+        for d in devs:
+            rows.append(dict(identifier=ident, segment=seg, device=d,
+                             scene_label="park" if ident != "y-0" else "bus",
+                             filename=f"{ident}-{seg}-{d}"))
+    meta = pd.DataFrame(rows)
+    picked = meta.iloc[attention_clips(meta, DEVICES)]
+    assert list(picked["filename"]) == ["y-0-0-a", "y-0-0-b", "y-0-0-c",
+                                        "x-2-1-a", "x-2-1-b", "x-2-1-c"]
+    only_b = meta.iloc[attention_clips(meta, ("b",))]
+    assert list(only_b["filename"]) == ["y-0-0-b", "x-2-1-b"]
+
+
+def test_learning_rate_rules():
+    released = tiny()
+    paper = tiny(lr_decay="paper")
+    assert [lr_at(released, s) for s in (0, 199, 200, 14_999)] == [1e-3] * 4
+    assert [lr_at(paper, s) for s in (0, 199, 200, 399, 400)] == pytest.approx(
+        [1e-3, 1e-3, 9e-4, 9e-4, 8.1e-4])
+
+
+# ---------------------------------------------------------------------- the four strategies
+def test_each_strategy_writes_the_run_store(strategy_runs):
+    for name, (cfg, run_dir, metrics) in strategy_runs.items():
+        for f in ("config.json", "metrics.json", "history.csv", "predictions.csv",
+                  "attention.npz", "checkpoint.pt", "DONE"):
+            assert (run_dir / f).is_file(), (name, f)
+        assert TrainConfig.load(run_dir / "config.json") == cfg
+        on_disk = json.loads((run_dir / "metrics.json").read_text())
+        assert on_disk["accuracy"] == pytest.approx(metrics["accuracy"])
+        for key in ("accuracy", "classwise", "confusion", "n_eval", "device_accuracy",
+                    "iterations", "wall_time_s"):
+            assert key in on_disk, (name, key)
+        devs = list(cfg.eval_devices)
+        assert sorted(on_disk["accuracy"]) == sorted(devs + ["avg"])
+        assert on_disk["iterations"] == cfg.iterations
+        assert all(0 <= v <= 1 for v in on_disk["accuracy"].values())
+        assert (on_disk["device_accuracy"] is None) == (name != "multi_task")
+
+        hist = pd.read_csv(run_dir / "history.csv")
+        assert tuple(hist.columns) == HISTORY_COLUMNS
+        assert list(hist["iteration"]) == list(range(1, cfg.iterations + 1))
+        evals = hist.dropna(subset=["acc_avg"])
+        assert list(evals["iteration"]) == [10, 20]
+        assert hist["loss"].notna().all()
+
+        pred = pd.read_csv(run_dir / "predictions.csv")
+        assert tuple(pred.columns) == PREDICTION_COLUMNS
+        assert set(pred["device"]) == set(devs)
+        scores = pred[[f"score_{s}" for s in SCENES]].to_numpy()
+        # log-probabilities (the released attention head's Σ A·log p sums to at most 1)
+        assert (scores <= 0).all() and (np.exp(scores).sum(axis=1) <= 1 + 1e-4).all()
+        assert list(pred["predicted"]) == list(np.asarray(SCENES)[scores.argmax(axis=1)])
+
+        att = np.load(run_dir / "attention.npz")
+        n = len(att["filename"])
+        assert att["attention"].shape[:2] == (n, len(SCENES)) and att["attention"].ndim == 4
+        assert att["logmel"].shape[0] == n and att["logmel"].shape[2] == 64
+        assert set(att["device"]) == set(devs)
+        assert set(att["filename"]) <= set(pred["filename"])
+        # unstandardised log-mel: raw log magnitudes, far from zero mean / unit variance
+        assert abs(float(att["logmel"].mean())) > 1
+
+
+def test_attention_clips_are_parallel_recordings_shared_by_all_runs(strategy_runs):
+    joint = np.load(strategy_runs["joint"][1] / "attention.npz")
+    single = np.load(strategy_runs["single"][1] / "attention.npz")
+    assert set(single["filename"]) == set(joint["filename"][joint["device"] == "b"])
+    stems = {}
+    for f in joint["filename"]:  # scene-city-location-segment shared by the three devices
+        stems.setdefault(str(f).rsplit("-", 1)[0], []).append(str(f)[-5])
+    assert len(stems) == len(SCENES)
+    assert all(sorted(devs) == list(DEVICES) for devs in stems.values())
+
+
+def test_released_lambda_switches_after_first_evaluation(strategy_runs):
+    cfg, run_dir, metrics = strategy_runs["multi_task"]
+    hist = pd.read_csv(run_dir / "history.csv")
+    lam = hist.set_index("iteration")["lambda"]
+    assert (lam.loc[1:10] == 1.0).all()
+    assert np.allclose(lam.loc[11:], 1e-4)
+    assert metrics["lambda_switch_iteration"] == 10
+    state = load_checkpoint(run_dir)
+    assert [name for _, name, _ in state["decision_log"]] == ["evaluate"]
+    # the other strategies have no device loss and no λ
+    hist_joint = pd.read_csv(strategy_runs["joint"][1] / "history.csv")
+    assert hist_joint["lambda"].isna().all() and hist_joint["loss_device"].isna().all()
+
+
+def test_clean_lambda_uses_held_out_training_clips(tmp_path, tiny_dataset_2018,
+                                                   tiny_features_2018, monkeypatch):
+    cfg = tiny(strategy="multi_task", cond_layer=4, lambda_mode="clean",
+               lambda_threshold=0.0, iterations=10, eval_every=5)
+    data = load_run_data(cfg, tiny_features_2018, tiny_dataset_2018)
+    held, trained = set(data.holdout.meta["filename"]), set(data.train.meta["filename"])
+    assert held and not held & trained
+    full = load_run_data(cfg.replace(lambda_mode="released"), tiny_features_2018,
+                         tiny_dataset_2018)
+    assert held | trained == set(full.train.meta["filename"])
+    for dev in DEVICES:  # stratified by device, about 10 %
+        n_dev = int((full.train.meta["device"] == dev).sum())
+        n_held = int((data.holdout.meta["device"] == dev).sum())
+        assert n_held == max(1, round(0.1 * n_dev))
+
+    # make the evaluate split's device accuracy useless for the decision: if it were
+    # consulted, λ would never switch (threshold 0 cannot be reached by -1)
+    real_evaluate = Engine.evaluate
+
+    def evaluate_without_device(self):
+        out = real_evaluate(self)
+        out["device_accuracy"] = -1.0
+        return out
+
+    monkeypatch.setattr(Engine, "evaluate", evaluate_without_device)
+    metrics = train(cfg, tmp_path / "clean", data_dir=tiny_dataset_2018, progress=False)
+    assert metrics["lambda_switch_iteration"] == 5
+    state = load_checkpoint(tmp_path / "clean")
+    assert [name for _, name, _ in state["decision_log"]] == ["holdout"]
+    # and the released rule, fed the same useless accuracy, never switches
+    released = cfg.replace(lambda_mode="released")
+    metrics = train(released, tmp_path / "released", data_dir=tiny_dataset_2018,
+                    progress=False)
+    assert metrics["lambda_switch_iteration"] is None
+
+
+def test_learned_lambda_and_paper_lr_decay(tmp_path, tiny_dataset_2018, tiny_features_2018):
+    cfg = tiny(strategy="multi_task", cond_layer=2, lambda_mode="learned", lr_decay="paper",
+               lr_decay_every=4, iterations=12, eval_every=6, checkpoint_every=6)
+    train(cfg, tmp_path / "run", data_dir=tiny_dataset_2018, progress=False)
+    hist = pd.read_csv(tmp_path / "run" / "history.csv")
+    expected = [1e-3 * 0.9 ** ((i - 1) // 4) for i in hist["iteration"]]
+    assert hist["lr"].to_numpy() == pytest.approx(expected)
+    lam = hist["lambda"].to_numpy()
+    assert np.isfinite(lam).all() and lam[0] == pytest.approx(1.0, abs=0.01)
+    assert not np.allclose(lam, lam[0])  # the log-variances are being learned
+    state = load_checkpoint(tmp_path / "run")
+    assert state["weighting"]["log_vars"].shape == (2,)
+
+
+# ---------------------------------------------------------------------- run directory rules
+def test_finished_run_is_skipped_and_other_configs_refused(strategy_runs, tiny_dataset_2018):
+    cfg, run_dir, metrics = strategy_runs["joint"]
+    stamps = {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()}
+    again = train(cfg, run_dir, data_dir=tiny_dataset_2018, progress=False)
+    assert again["accuracy"] == pytest.approx(metrics["accuracy"])
+    assert {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()} == stamps
+    # execution-only fields do not make another run
+    train(cfg.replace(checkpoint_every=5, compile=False, device="cpu"), run_dir,
+          data_dir=tiny_dataset_2018, progress=False)
+    assert {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()} == stamps
+    with pytest.raises(ConfigError, match="seed"):
+        train(cfg.replace(seed=1), run_dir, data_dir=tiny_dataset_2018, progress=False)
+
+
+def test_missing_inputs_name_the_path(tmp_path, tiny_dataset_2018):
+    cfg = tiny()
+    with pytest.raises(DatasetError, match="nowhere"):
+        train(cfg, tmp_path / "a", data_dir=tmp_path / "nowhere", progress=False)
+    with pytest.raises(FeatureError, match="nofeatures.h5"):
+        train(cfg, tmp_path / "b", data_dir=tiny_dataset_2018,
+              feature_path=tmp_path / "nofeatures.h5", progress=False)
+    run = tmp_path / "c"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps(cfg.to_dict() | {"width": "wide"}))
+    with pytest.raises(ConfigError, match="width"):
+        train(cfg, run, data_dir=tiny_dataset_2018, progress=False)
+    with pytest.raises(ConfigError, match="dataset"):
+        train(cfg.replace(dataset="dcase2019"), tmp_path / "d", data_dir=tiny_dataset_2018,
+              progress=False)
+
+
+# ---------------------------------------------------------------------- kill and resume
+_CLI = ("import sys; sys.path[:0] = [sys.argv.pop(1), sys.argv.pop(1)]; "
+        "import test_training; from caalib.cli import main; raise SystemExit(main())")
+
+
+def _cli_train(data: Path, out: Path) -> list[str]:
+    # `python -m caalib train ...`, with the datasets stand-in installed when needed
+    return [sys.executable, "-c", _CLI, str(ROOT), str(ROOT / "tests"),
+            "train", "--data", str(data), "--topology", "pool",
+            "--pooling", "att", "--strategy", "multi_task", "--cond-layer", "3",
+            "--profile", "tiny", "--accelerator", "cpu",
+            "--no-progress", "--out", str(out)]
+
+
+def test_killed_run_resumes_to_identical_results(tmp_path, tiny_dataset_2018,
+                                                 tiny_features_2018):
+    out = tmp_path / "killed"
+    env = {**os.environ,
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen(_cli_train(tiny_dataset_2018, out), cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not (out / "checkpoint.pt").exists() and proc.poll() is None:
+        assert time.monotonic() < deadline, "no checkpoint within 120 s"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "DONE").exists(), "the run finished before it could be killed"
+    done = load_checkpoint(out)["iteration"]
+    assert 0 < done < 30
+    subprocess.run(_cli_train(tiny_dataset_2018, out), cwd=ROOT, env=env, check=True,
+                   capture_output=True)
+    assert (out / "DONE").exists()
+
+    cfg = TrainConfig.from_profile("tiny", topology="pool", pooling="att",
+                                   strategy="multi_task", cond_layer=3,
+                                   device="cpu")
+    ref = tmp_path / "straight"
+    train(cfg, ref, data_dir=tiny_dataset_2018, progress=False)
+
+    def metrics(run: Path) -> dict:
+        m = json.loads((run / "metrics.json").read_text())
+        m.pop("wall_time_s")
+        return m
+
+    assert metrics(out) == metrics(ref)
+    assert (out / "predictions.csv").read_bytes() == (ref / "predictions.csv").read_bytes()
+    assert (out / "history.csv").read_bytes() == (ref / "history.csv").read_bytes()
+    a, b = np.load(out / "attention.npz"), np.load(ref / "attention.npz")
+    assert np.array_equal(a["attention"], b["attention"])
+
+
+def test_checkpoint_restores_every_tensor(strategy_runs):
+    cfg, run_dir, _ = strategy_runs["teacher_forcing"]
+    state = load_checkpoint(run_dir)
+    assert state["iteration"] == cfg.iterations
+    assert len(state["history"]) == cfg.iterations
+    assert isinstance(state["rng"]["torch"], torch.Tensor)
+    assert not math.isnan(state["history"][-1]["loss"])
