@@ -13,9 +13,9 @@
 #   2. the same model, fast under torch.compile (skipped after COMPILE_TIMEOUT s);
 #   3. the pool topology (att head) for contrast.
 # Targets (fast vs the others): >= 5x released, >= 2x default, >= 40 % of the measured
-# bf16 matmul rate, peak memory <= 8 GiB. Total time on an H100: about 6.5 minutes, of
-# which about 3.5 min is cudnn.benchmark autotuning inside the engine's fast path (about
-# 100 s per process; see the report). Raise STEPS for steadier figures.
+# bf16 matmul rate, peak memory <= 8 GiB. Total time on an H100: a few minutes (the
+# engine no longer autotunes with cudnn.benchmark, which cost ~100 s per process).
+# Raise STEPS for steadier figures.
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

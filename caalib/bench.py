@@ -11,7 +11,7 @@ cross-run calibration:
 - ``default``: the same loop with PyTorch's default fp32 settings (cuDNN convolutions
   may use TF32, matmuls do not), data resident on the device, PyTorch's default Adam.
 - ``fast``: the training engine's own update (``caalib.training.Engine`` with
-  ``fast=True``): bf16 autocast, channels_last, ``cudnn.benchmark``, fused Adam, data
+  ``fast=True``): bf16 autocast, channels_last, TF32, fused Adam (no ``cudnn.benchmark``), data
   resident on the device, no host sync per step. ``compiled`` is the same with
   ``torch.compile`` (mode selectable). On CPU the engine has no fast path, so ``fast``
   there is fp32 as well (numbers for the harness, not for the study).
@@ -346,7 +346,7 @@ def recipe_for(mode: str, device: torch.device) -> Recipe:
     if mode == "default":
         return Recipe("default", TORCH_DEFAULT_FLAGS, None, False, "default", resident=True)
     if mode in ("fast", "compiled"):
-        return Recipe(mode, {"cudnn_benchmark": cuda, "cudnn_tf32": True, "matmul_tf32": True},
+        return Recipe(mode, {"cudnn_benchmark": False, "cudnn_tf32": True, "matmul_tf32": True},
                       torch.bfloat16, True, "fused" if cuda else "default", resident=True,
                       compile=mode == "compiled")
     raise ConfigError(f"modes: {mode!r} is not one of {', '.join(MODES)}")

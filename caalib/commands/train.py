@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..constants import DEVICES
+from ..errors import ConfigError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -97,6 +98,14 @@ def _register_sweep(sub: argparse._SubParsersAction) -> None:
                    help="comma-separated topology:pooling, e.g. atrous:att,pool:att")
     p.add_argument("--dry-run", action="store_true", help="list the runs and their status")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local: in this process (default); ray: one Ray task per run "
+                        "(pip install .[cluster]; see docs/cluster.md)")
+    p.add_argument("--ray-address", default=None,
+                   help="an existing Ray cluster (auto, HOST:6379, ray://HOST:10001); "
+                        "default: start a local Ray instance over this machine")
+    p.add_argument("--gpus-per-run", type=float, default=None,
+                   help="GPUs per Ray task (fractions allowed; default 1 when GPUs exist)")
     p.set_defaults(func=_sweep)
 
 
@@ -121,7 +130,15 @@ def _sweep(args: argparse.Namespace) -> int:
         counts = plan["status"].value_counts().to_dict()
         print(f"[sweep] {len(plan)} runs: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
         return 0
-    summary = run_sweep(configs, args.results, args.data, progress=not args.no_progress)
+    if args.executor == "ray":
+        from ..cluster import run_sweep_ray
+
+        summary = run_sweep_ray(configs, args.results, args.data, address=args.ray_address,
+                                gpus_per_run=args.gpus_per_run, progress=not args.no_progress)
+    else:
+        if args.ray_address or args.gpus_per_run is not None:
+            raise ConfigError("--ray-address and --gpus-per-run need --executor ray")
+        summary = run_sweep(configs, args.results, args.data, progress=not args.no_progress)
     ran = int((summary["status"] == "ran").sum())
     print(f"[sweep] Table {args.table}: {len(summary)} runs ({ran} trained, "
           f"{len(summary) - ran} already done) in {summary.attrs['wall_time_s']:.0f} s")

@@ -109,7 +109,10 @@ def _torch_settings(device: torch.device, config: TrainConfig) -> Iterator[None]
             torch.set_num_threads(_cpu_threads())
             torch.use_deterministic_algorithms(True, warn_only=True)
         elif config.fast:
-            torch.backends.cudnn.benchmark = True
+            # No cudnn.benchmark: measured on an H100 for the paper-size atrous model, its
+            # exhaustive search cost ~100 s at the first step and ~30 s at every new
+            # evaluation batch shape, and saved 2.5 % per step (25.7 -> 25.1 ms).
+            torch.backends.cudnn.benchmark = False
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         yield
