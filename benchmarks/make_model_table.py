@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from caalib.atomic import write_text
+from caalib.constants import PAPER_BEST_LAYERS
 from caalib.models import COND_LAYERS, TOPOLOGIES, VALID_POOLINGS, build_model
 from caalib.models.net import block_map_sizes
 from caalib.receptive_field import paper_receptive_field, receptive_field_rows
@@ -24,13 +25,7 @@ OUT = Path(__file__).resolve().parents[1] / "docs" / "models.md"
 N_FRAMES, N_MELS = 320, 64
 
 #: The conditioned layer the paper picked per model (Table I, study notes section 5).
-PAPER_BEST_LAYER: dict[tuple[str, str], int] = {
-    ("pool", "flatten"): 1, ("pool", "max"): 2, ("pool", "avg"): 4, ("pool", "att"): 3,
-    ("nopool", "max"): 2, ("nopool", "avg"): 1, ("nopool", "roi"): 1, ("nopool", "att"): 1,
-    ("nopool", "roi+att"): 1,
-    ("atrous", "max"): 2, ("atrous", "avg"): 3, ("atrous", "roi"): 3, ("atrous", "att"): 4,
-    ("atrous", "roi+att"): 3,
-}
+PAPER_BEST_LAYER = PAPER_BEST_LAYERS
 TOPOLOGY_TITLES = {"pool": "CNN w/ pool", "nopool": "CNN w/o pool", "atrous": "Atrous CNN"}
 
 

@@ -43,3 +43,13 @@ FEATURE_SAMPLE_RATE = 44_100
 
 SCENE_INDEX: dict[str, int] = {s: i for i, s in enumerate(SCENES)}
 DEVICE_INDEX: dict[str, int] = {d: i for i, d in enumerate(DEVICES)}
+
+#: Table I's best conditioned layer per (topology, pooling): the layer the paper's
+#: Tables II and III condition (study notes section 5). One copy for the whole study.
+PAPER_BEST_LAYERS: dict[tuple[str, str], int] = {
+    ("pool", "flatten"): 1, ("pool", "max"): 2, ("pool", "avg"): 4, ("pool", "att"): 3,
+    ("nopool", "max"): 2, ("nopool", "avg"): 1, ("nopool", "roi"): 1, ("nopool", "att"): 1,
+    ("nopool", "roi+att"): 1,
+    ("atrous", "max"): 2, ("atrous", "avg"): 3, ("atrous", "roi"): 3, ("atrous", "att"): 4,
+    ("atrous", "roi+att"): 3,
+}

@@ -37,3 +37,13 @@ def tiny_features_2018(tiny_dataset_2018: Path) -> Path:
     return extract_features(
         tiny_dataset_2018, default_feature_path(tiny_dataset_2018), progress=False
     )
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models are dominated by thread hand-offs: on 2 shared cores one torch thread
+    ran them ~10x faster than two. Modules opt in with ``usefixtures("one_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -24,13 +24,7 @@ T = F_ = 64
 W_SWEEP, S_SWEEP = 1 / 32, 32
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tiny models are dominated by thread hand-offs: one thread is ~10x faster."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _combos():

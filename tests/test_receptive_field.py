@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from caalib.models import TOPOLOGIES
 from caalib.receptive_field import (
@@ -13,13 +12,7 @@ from caalib.receptive_field import (
     receptive_field_rows,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("topology", TOPOLOGIES)

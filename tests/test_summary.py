@@ -12,13 +12,7 @@ from caalib.cli import main
 from caalib.models import build_model
 from caalib.summary import model_summary
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _hooked_macs(model: nn.Module, x: torch.Tensor, device=None) -> int:

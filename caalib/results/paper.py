@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..constants import PAPER_BEST_LAYERS as _PAPER_BEST_LAYERS
 from ..errors import CaaError
 
 #: Where the transcribed tables live (repository root / results / paper).
@@ -37,22 +38,7 @@ NETWORK_TITLES: dict[str, str] = {
 #: Table I's best conditioned layer per model, as the study notes (section 5) list them.
 #: Table II's teacher-forcing and multi-task rows, and Table III, use these layers.
 #: nopool+roi is a tie in Table I (52.9 at layers 1 and 2); the notes pick layer 1.
-PAPER_BEST_LAYERS: dict[tuple[str, str], int] = {
-    ("pool", "flatten"): 1,
-    ("pool", "max"): 2,
-    ("pool", "avg"): 4,
-    ("pool", "att"): 3,
-    ("nopool", "max"): 2,
-    ("nopool", "avg"): 1,
-    ("nopool", "roi"): 1,
-    ("nopool", "att"): 1,
-    ("nopool", "roi+att"): 1,
-    ("atrous", "max"): 2,
-    ("atrous", "avg"): 3,
-    ("atrous", "roi"): 3,
-    ("atrous", "att"): 4,
-    ("atrous", "roi+att"): 3,
-}
+PAPER_BEST_LAYERS = _PAPER_BEST_LAYERS
 
 #: Worst-case rounding gap between a printed Avg and the mean of the printed A, B, C.
 #: Each of A, B, C is rounded to 0.1 (error <= 0.05 each, so <= 0.05 on their mean) and

@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..constants import DEVICES
+from ..constants import DEVICES, PAPER_BEST_LAYERS
 from ..errors import ConfigError
 from . import runstore
 from .config import PAPER_POOLINGS, PROFILES, TrainConfig
@@ -35,13 +35,7 @@ MODELS: tuple[tuple[str, str], ...] = tuple(
     (topology, pooling) for topology, poolings in PAPER_POOLINGS.items() for pooling in poolings
 )
 #: Table I's best conditioned layer per model (study notes section 5).
-BEST_LAYER: dict[tuple[str, str], int] = {
-    ("pool", "flatten"): 1, ("pool", "max"): 2, ("pool", "avg"): 4, ("pool", "att"): 3,
-    ("nopool", "max"): 2, ("nopool", "avg"): 1, ("nopool", "roi"): 1, ("nopool", "att"): 1,
-    ("nopool", "roi+att"): 1,
-    ("atrous", "max"): 2, ("atrous", "avg"): 3, ("atrous", "roi"): 3, ("atrous", "att"): 4,
-    ("atrous", "roi+att"): 3,
-}
+BEST_LAYER: dict[tuple[str, str], int] = PAPER_BEST_LAYERS
 TABLE_III_MODELS: tuple[tuple[str, str], ...] = (
     ("pool", "att"), ("nopool", "att"), ("atrous", "att"),
 )
