@@ -54,6 +54,31 @@ def kernel_name() -> str:
     return "python3"
 
 
+def _describe_cell(executed: Path, index: int) -> str:
+    """Name a failing cell as a reader of the committed notebook counts it.
+
+    Papermill's index counts the parameters cell it injects; the reader's count (1-based,
+    code and markdown cells) does not, so it points at the cell they see in JupyterLab.
+    """
+    try:
+        import nbformat
+
+        cells = [  # papermill adds its own error banners to the executed copy
+            c for c in nbformat.read(executed, as_version=4).cells
+            if "papermill-error-cell-tag" not in c.get("metadata", {}).get("tags", [])
+        ]
+        cell = cells[index]
+        injected = sum(
+            "injected-parameters" in c.get("metadata", {}).get("tags", []) for c in cells[:index]
+        )
+        first = next((ln.strip() for ln in cell.source.splitlines() if ln.strip()), "")
+        if len(first) > 60:
+            first = first[:57] + "..."
+        return f"cell {index + 1 - injected} (`{first}`)"
+    except Exception:  # the executed copy is unreadable: fall back to papermill's index
+        return f"cell index {index}"
+
+
 def run_study(
     *,
     profile: str = "demo",
@@ -116,9 +141,8 @@ def run_study(
             )
         except PapermillExecutionError as exc:
             raise StudyError(
-                f"notebook {nb.name} failed in cell {exc.cell_index} "
-                f"(execution count {exc.exec_count}): {exc.ename}: {exc.evalue}; "
-                f"the executed copy is {target}"
+                f"notebook {nb.name} failed in {_describe_cell(target, exc.cell_index)}: "
+                f"{exc.ename}: {exc.evalue}; the executed copy is {target}"
             ) from None
         elapsed = time.perf_counter() - start
         result.executed.append(target)
