@@ -83,7 +83,7 @@ def run_study(
     *,
     profile: str = "demo",
     data_dir: str | os.PathLike[str] = "data/demo",
-    dataset: str = "dcase2018",
+    dataset: str | None = None,
     results_dir: str | os.PathLike[str] = "results",
     figures_dir: str | os.PathLike[str] = "figures",
     notebook_dir: str | os.PathLike[str] = NOTEBOOK_DIR,
@@ -92,6 +92,8 @@ def run_study(
 ) -> StudyResult:
     """Execute every notebook of the series with the given parameters.
 
+    ``dataset`` defaults to the layout of ``data_dir`` (DCASE 2018 or 2019 fold files);
+    a mismatch is an error, since runs are labelled with their dataset.
     ``only`` restricts the run to notebooks whose name starts with one of the given
     prefixes (e.g. ``["01", "02"]``). Paths are made absolute before injection so the
     notebooks do not depend on the kernel's working directory.
@@ -106,6 +108,16 @@ def run_study(
         raise StudyError(
             f"{data_dir}/meta.csv not found: point --data at a DCASE Task 1B development "
             f"set, or make a synthetic one with `caa synth {data_dir} --profile demo`"
+        )
+    from .datasets import detect_layout
+
+    layout = detect_layout(data_dir)
+    if dataset is None:
+        dataset = layout
+    elif dataset != layout:
+        raise StudyError(
+            f"--dataset {dataset} does not match {data_dir}, which has the {layout} layout "
+            f"(its evaluation_setup/ fold files); leave --dataset out to use {layout}"
         )
     results_dir = Path(results_dir).resolve()
     figures_dir = Path(figures_dir).resolve()

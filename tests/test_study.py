@@ -41,6 +41,8 @@ def data_dir(tmp_path: Path) -> Path:
     d = tmp_path / "data"
     d.mkdir()
     (d / "meta.csv").write_text("filename\tscene_label\tidentifier\tsource_label\n")
+    (d / "evaluation_setup").mkdir()
+    (d / "evaluation_setup" / "fold1_train.csv").write_text("filename\tscene_label\n")
     return d
 
 
@@ -82,3 +84,13 @@ def test_missing_dataset_is_a_clear_cli_error(
 def test_unknown_profile_is_rejected(data_dir: Path) -> None:
     with pytest.raises(StudyError, match="unknown profile 'huge'"):
         run_study(profile="huge", data_dir=data_dir, progress=False)
+
+
+def test_dataset_follows_the_data_layout(data_dir: Path, series: Path, tmp_path: Path) -> None:
+    with pytest.raises(StudyError, match="does not match .* dcase2019 layout"):
+        run_study(profile="tiny", data_dir=data_dir, dataset="dcase2018",
+                  results_dir=tmp_path / "r", notebook_dir=series, progress=False)
+    out = run_study(profile="tiny", data_dir=data_dir, results_dir=tmp_path / "r",
+                    figures_dir=tmp_path / "f", notebook_dir=series, only=["01"],
+                    progress=False)
+    assert out.executed and (tmp_path / "r" / "ran_01.txt").read_text() == "tiny dcase2019"

@@ -17,7 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--profile", default="demo", choices=("tiny", "demo", "paper"))
     p.add_argument("--data", default="data/demo", help="dataset directory (real or synthetic)")
-    p.add_argument("--dataset", default="dcase2018", choices=DATASETS)
+    p.add_argument("--dataset", default=None, choices=DATASETS,
+                   help="dcase2018 or dcase2019 (default: the layout of --data)")
     p.add_argument("--results", default="results", help="results directory")
     p.add_argument("--figures", default="figures", help="figures directory")
     p.add_argument(
