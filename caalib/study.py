@@ -148,7 +148,7 @@ def run_study(
                 parameters=params,
                 kernel_name=kernel,
                 cwd=str(nb.parent),
-                progress_bar=False,
+                progress_bar=progress,  # cell-by-cell bar: notebook 03 trains for minutes
                 log_output=False,
             )
         except PapermillExecutionError as exc:
