@@ -409,3 +409,99 @@ def test_checkpoint_restores_every_tensor(strategy_runs):
     assert len(state["history"]) == cfg.iterations
     assert isinstance(state["rng"]["torch"], torch.Tensor)
     assert not math.isnan(state["history"][-1]["loss"])
+
+
+# ---------------------------------------------------------------------- review regressions
+def _comparable(run: Path) -> tuple:
+    m = json.loads((run / "metrics.json").read_text())
+    m.pop("wall_time_s")
+    return m, (run / "history.csv").read_bytes(), (run / "predictions.csv").read_bytes()
+
+
+@pytest.mark.parametrize("overrides", [
+    # learned λ: its log-variances and their Adam moments must come back from the checkpoint
+    dict(lambda_mode="learned", lr_decay="paper", lr_decay_every=3),
+    # clean λ: the switch (threshold 0 -> at the first evaluation) and its log come back
+    dict(lambda_mode="clean", lambda_threshold=0.0),
+], ids=["learned", "clean"])
+def test_interrupted_anywhere_resumes_identically(tmp_path, tiny_dataset_2018,
+                                                  tiny_features_2018, monkeypatch, overrides):
+    from caalib.training import runstore
+
+    cfg = tiny(strategy="multi_task", cond_layer=2, iterations=12, eval_every=4,
+               checkpoint_every=4, device="cpu", **overrides)
+    ref = tmp_path / "straight"
+    train(cfg, ref, data_dir=tiny_dataset_2018, progress=False)
+    state = load_checkpoint(ref)
+    if cfg.lambda_mode == "learned":
+        n_params = sum(1 for _ in Engine(cfg, load_run_data(cfg, tiny_features_2018,
+                                                             tiny_dataset_2018),
+                                         torch.device("cpu")).model.parameters())
+        assert len(state["optimizer"]["state"]) == n_params + 1  # + the log-variances
+    else:
+        assert state["lambda"] == {"switched": True, "step": 4}
+
+    real_history, real_done = runstore.write_history, runstore.mark_done
+    calls = {"n": 0}
+
+    def killed_after_checkpoint(*args, **kwargs):  # dies between checkpoint.pt and history
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_history(*args, **kwargs)
+
+    def killed_before_done(*args, **kwargs):  # dies with metrics written, DONE not
+        raise KeyboardInterrupt
+
+    for name, target, fake in [("history", "write_history", killed_after_checkpoint),
+                               ("done", "mark_done", killed_before_done)]:
+        run = tmp_path / name
+        monkeypatch.setattr(runstore, target, fake)
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg, run, data_dir=tiny_dataset_2018, progress=False)
+        monkeypatch.setattr(runstore, "write_history", real_history)
+        monkeypatch.setattr(runstore, "mark_done", real_done)
+        assert not (run / "DONE").exists()
+        # what a SIGKILL inside an atomic write leaves behind
+        (run / ".checkpoint.pt.dead1234.pt").write_bytes(b"half a checkpo")
+        torch.manual_seed(999)  # the resumed run must not depend on the process's RNG
+        train(cfg, run, data_dir=tiny_dataset_2018, progress=False)
+        assert (run / "DONE").exists()
+        assert not list(run.glob(".checkpoint.pt.*")), "stale temporary left behind"
+        assert _comparable(run) == _comparable(ref), name
+
+
+def test_refused_resume_leaves_the_directory_as_it_was(tmp_path, tiny_dataset_2018,
+                                                       tiny_features_2018):
+    cfg = tiny(strategy="joint", iterations=10, eval_every=5, checkpoint_every=5)
+    run = tmp_path / "run"
+    train(cfg, run, data_dir=tiny_dataset_2018, progress=False)
+    (run / "DONE").unlink()
+    (run / "config.json").unlink()  # only the checkpoint says whose run this is
+    with pytest.raises(ConfigError, match="checkpoint.*seed"):
+        train(cfg.replace(seed=1), run, data_dir=tiny_dataset_2018, progress=False)
+    assert not (run / "config.json").exists()  # not relabelled as the seed-1 run
+    train(cfg, run, data_dir=tiny_dataset_2018, progress=False)  # its own config resumes
+    assert (run / "DONE").exists()
+
+
+def test_unreadable_checkpoint_is_one_line(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint.pt").write_bytes(b"not a checkpoint at all")
+    with pytest.raises(ConfigError, match="checkpoint.pt: unreadable") as info:
+        load_checkpoint(run)
+    assert "\n" not in str(info.value)
+
+
+def test_config_json_missing_a_switch_is_refused(tmp_path):
+    """A config.json without ``lambda_mode`` must not read as the released rule."""
+    cfg = tiny(strategy="multi_task", cond_layer=1, lambda_mode="clean")
+    path = tmp_path / "config.json"
+    on_disk = {k: v for k, v in cfg.to_dict().items() if k not in ("lambda_mode", "device")}
+    path.write_text(json.dumps(on_disk))
+    with pytest.raises(ConfigError, match=r"config\.json: field 'lambda_mode' missing"):
+        TrainConfig.load(path)
+    on_disk["lambda_mode"] = "clean"  # execution-only fields may be absent
+    path.write_text(json.dumps(on_disk))
+    assert TrainConfig.load(path) == cfg.replace(device="auto")

@@ -130,7 +130,10 @@ class TrainConfig:
             raise ConfigError(f"{source}: field {unknown[0]!r}: unknown TrainConfig field")
         missing = sorted(n for n in _REQUIRED_ON_DISK if n not in data)
         if missing:
-            raise ConfigError(f"{source}: field {missing[0]!r} is missing")
+            raise ConfigError(
+                f"{source}: field{'s' if len(missing) > 1 else ''} "
+                f"{', '.join(repr(m) for m in missing)} missing"
+            )
         try:
             return cls(**data)
         except ConfigError as exc:
@@ -225,11 +228,10 @@ PROFILES: dict[str, dict[str, Any]] = {
 }
 
 _FIELD_NAMES = frozenset(f.name for f in fields(TrainConfig))
-#: Fields a config.json must contain (the ones results read, plus the sizes).
-_REQUIRED_ON_DISK = frozenset(
-    {"dataset", "topology", "pooling", "strategy", "train_device", "cond_layer", "profile",
-     "seed", "iterations", "batch_size", "width", "max_frames", "eval_every"}
-)
+#: Fields a config.json must contain: every field that decides what a run computes. A
+#: missing faithfulness switch (``lr_decay``, ``lambda_mode``, ...) must not silently
+#: read as its default; the execution-only fields may be absent.
+_REQUIRED_ON_DISK = _FIELD_NAMES - EXECUTION_FIELDS
 
 
 # ---------------------------------------------------------------------- validation

@@ -463,10 +463,13 @@ def train(
 
     with _torch_settings(device, config):
         engine = Engine(config, data, device)
-        runstore.write_config(run_dir, config)
         state = runstore.load_checkpoint(run_dir, map_location=device)
         if state is not None:
             engine.restore(state, run_dir / runstore.CHECKPOINT)
+        # only once the checkpoint is known to be this config's: a refused resume must not
+        # relabel the directory (config.json would then disagree with its checkpoint)
+        runstore.write_config(run_dir, config)
+        runstore.remove_stale_temps(run_dir)
         metrics = engine.run(run_dir, progress=progress)
     return metrics
 

@@ -71,6 +71,26 @@ def clear_run(run_dir: Path) -> None:
     for name in (DONE, *RUN_FILES):
         with contextlib.suppress(FileNotFoundError):
             (Path(run_dir) / name).unlink()
+    remove_stale_temps(run_dir)
+
+
+def remove_stale_temps(run_dir: Path) -> list[Path]:
+    """Delete the temporaries a killed atomic write left (``.<file>.<random><suffix>``).
+
+    They never break a resume (only the final names are read), but a run killed
+    repeatedly would pile up checkpoint-sized files. Called when a process takes the
+    run over, i.e. when no other process is writing it.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    removed = []
+    for name in RUN_FILES:
+        for tmp in run_dir.glob(f".{name}.*"):
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+                removed.append(tmp)
+    return removed
 
 
 def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> Path:
@@ -135,8 +155,9 @@ def load_checkpoint(run_dir: Path, map_location: Any = "cpu") -> dict[str, Any] 
         return None
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # a truncated or foreign file: say which
+    except Exception as exc:  # a truncated or foreign file: say which, on one line
+        first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
         raise ConfigError(
-            f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc}); "
+            f"{path}: unreadable checkpoint ({type(exc).__name__}: {first[:200]}); "
             "delete it or train with force=True"
         ) from None
