@@ -7,9 +7,12 @@ module only dispatches and turns the study's errors into one line and a non-zero
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 
 from .errors import CaaError
 
@@ -37,11 +40,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM (kill, job schedulers, timeouts) into KeyboardInterrupt meanwhile.
+
+    Python's default SIGTERM action ends the process without unwinding, which would
+    leave the temporary file of an atomic write (a feature cache, a checkpoint) beside
+    its target; as an exception, the atomic writers remove it and the CLI reports it.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _raise(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with sigterm_as_interrupt():
+            return int(args.func(args) or 0)
     except CaaError as exc:
         print(f"caa {args.command}: error: {exc}", file=sys.stderr)
         return 1

@@ -190,7 +190,6 @@ def _parse(data_dir: str | os.PathLike[str], problems: _Problems) -> pd.DataFram
         if not (root / fname).is_file():
             problems.add(f"{root / fname}: listed in {META_FILE} line {df.at[i, '_line']} "
                          "but the audio file does not exist")
-    df = df.drop(columns="_line")
     df.attrs["layout"] = layout
     df.attrs["data_dir"] = str(root)
     return df
@@ -208,7 +207,7 @@ def read_dataset(data_dir: str | os.PathLike[str]) -> pd.DataFrame:
         tail = f" (and {more} more problem{'s' * (more > 1)}; run 'caa check')" if more else ""
         raise DatasetError(problems.lines[0] + tail)
     assert df is not None
-    return df
+    return df.drop(columns="_line")
 
 
 # --- audio-level checks ---------------------------------------------------------------
@@ -216,6 +215,8 @@ def read_dataset(data_dir: str | os.PathLike[str]) -> pd.DataFrame:
 def _riff_problem(path: Path) -> str | None:
     """Compare a WAV's declared chunk sizes with the bytes on disk (cheap truncation test)."""
     size = path.stat().st_size
+    if size == 0:
+        return "empty file (0 bytes)"
     with open(path, "rb") as fh:
         head = fh.read(12)
         if len(head) < 12 or head[:4] not in (b"RIFF", b"RF64") or head[8:12] != b"WAVE":
@@ -241,53 +242,61 @@ def _audio_checks(root: Path, df: pd.DataFrame, deep: bool, progress: bool,
     from tqdm.auto import tqdm
 
     durations: dict[str, float] = {}
-    for fname in tqdm(df["filename"], desc="check audio", unit="clip", disable=not progress):
+    line_of = dict(zip(df["filename"], df["_line"], strict=True))
+    rows = tqdm(df["filename"], desc="check audio", unit="clip", disable=not progress)
+    for fname in rows:
         path = root / fname
         if not path.is_file():
             continue  # already reported
+        ctx = f" ({META_FILE} line {line_of[fname]})"
         if path.suffix.lower() == ".wav":
             why = _riff_problem(path)
             if why:
-                problems.add(f"{path}: {why}")
+                problems.add(f"{path}: {why}{ctx}")
                 continue
         try:
             info = sf.info(str(path))
         except Exception as exc:  # libsndfile raises several types for corrupt files
-            problems.add(f"{path}: unreadable audio ({exc})")
+            problems.add(f"{path}: unreadable audio{ctx}: {exc}")
             continue
         if info.frames <= 0 or info.samplerate <= 0:
-            problems.add(f"{path}: holds no audio")
+            problems.add(f"{path}: holds no audio{ctx}")
             continue
         durations[fname] = info.frames / info.samplerate
         if deep:
             try:
                 data, _ = sf.read(str(path), dtype="float32", always_2d=True)
             except Exception as exc:
-                problems.add(f"{path}: audio data unreadable ({exc})")
+                problems.add(f"{path}: audio data unreadable{ctx}: {exc}")
                 continue
             if not np.all(np.isfinite(data)):
-                problems.add(f"{path}: audio holds NaN or infinite samples")
+                problems.add(f"{path}: audio holds NaN or infinite samples{ctx}")
             elif np.max(np.abs(data)) < SILENCE_PEAK:
-                problems.add(f"{path}: silent (peak below {20 * np.log10(SILENCE_PEAK):.0f} dBFS)")
+                problems.add(f"{path}: silent (peak below {20 * np.log10(SILENCE_PEAK):.0f} "
+                             f"dBFS){ctx}")
     if durations:
         common = Counter(round(d, 3) for d in durations.values()).most_common(1)[0][0]
         for fname, d in durations.items():
             if abs(d - common) > DURATION_TOLERANCE:
                 problems.add(f"{root / fname}: lasts {d:.3f} s, the dataset's clips last "
-                             f"{common:.3f} s")
+                             f"{common:.3f} s ({META_FILE} line {line_of[fname]})")
 
 
-def _split_checks(df: pd.DataFrame, problems: _Problems) -> None:
+def _split_checks(root: Path, df: pd.DataFrame, problems: _Problems) -> None:
     in_split = df[df["split"] != ""]
     splits = in_split.groupby("identifier")["split"].nunique()
     for ident in splits[splits > 1].index:
-        problems.add(f"location {ident} appears in both the train and the evaluate split")
+        problems.add(f"{root / 'evaluation_setup'}: location {ident} appears in both the "
+                     "train and the evaluate split")
     key = ["scene_label", "city", "location", "segment"]
     have_a = set(map(tuple, df.loc[df["source_label"] == "a", key].itertuples(index=False)))
-    for row in df[df["source_label"] != "a"].itertuples(index=False):
-        if (row.scene_label, row.city, row.location, row.segment) not in have_a:
-            problems.add(f"{row.filename}: device {row.source_label.upper()} clip has no "
-                         "device-A twin (same scene-city-location-segment)")
+    others = df[df["source_label"] != "a"]
+    for line, fname, dev, *place in zip(others["_line"], others["filename"],
+                                        others["source_label"], *(others[k] for k in key),
+                                        strict=True):
+        if tuple(place) not in have_a:
+            problems.add(f"{root / META_FILE} line {line}: {fname}: device {dev.upper()} "
+                         "clip has no device-A twin (same scene-city-location-segment)")
 
 
 def check_dataset(data_dir: str | os.PathLike[str], deep: bool = True,
@@ -300,7 +309,7 @@ def check_dataset(data_dir: str | os.PathLike[str], deep: bool = True,
     problems = _Problems()
     df = _parse(data_dir, problems)
     if df is not None and len(df):
-        _split_checks(df, problems)
+        _split_checks(Path(data_dir), df, problems)
         _audio_checks(Path(data_dir), df, deep, progress, problems)
     elif df is not None:
         problems.add(f"{Path(data_dir) / META_FILE}: lists no clips")

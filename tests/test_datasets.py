@@ -174,6 +174,8 @@ AUDIO_PROBLEMS = [
         "audio/airport-barcelona-0-1-a.wav\tairport") or _edit(
         r / TRAIN18, "audio/airport-barcelona-0-1-a.wav\tairport\n", ""),
      "barcelona-0", "both the train and the evaluate split"),
+    ("empty file", lambda r: (r / "audio/bus-helsinki-3-10-a.wav").write_bytes(b""),
+     "bus-helsinki-3-10-a.wav", "empty file (0 bytes)"),
     ("no A twin", lambda r: (_edit(r / META, "audio/bus-helsinki-4-20-a.wav\tbus\thelsinki-4\ta\n",
                                    ""), _edit(r / EVAL18, "audio/bus-helsinki-4-20-a.wav\tbus\n",
                                               ""), (r / "audio/bus-helsinki-4-20-a.wav").unlink()),
@@ -190,6 +192,8 @@ def test_check_reports_audio_and_split_problems(tmp_path: Path, mutate, named: s
     problems = check_dataset(root)
     assert len(problems) == 1, problems
     assert named in problems[0] and what in problems[0]
+    if what != "both the train and the evaluate split":  # a location has no one line
+        assert "meta.csv line " in problems[0]
     read_dataset(root)  # metadata is fine: the reader does not open audio
 
 
@@ -209,3 +213,37 @@ def test_many_problems_reported_at_once(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="and 2 more problems"):
         read_dataset(root)
     assert len(check_dataset(root)) == 3  # unknown scene, fold names the dropped clip, missing
+
+
+def _crlf(root: Path) -> None:
+    for path in (root / META, root / TRAIN18, root / EVAL18):
+        path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+
+
+def _bom(root: Path) -> None:
+    (root / META).write_bytes(b"\xef\xbb\xbf" + (root / META).read_bytes())
+
+
+def _blank_lines(root: Path) -> None:
+    for path in (root / META, root / TRAIN18):
+        path.write_text(path.read_text() + "\n\n  \n")
+
+
+@pytest.mark.parametrize("mutate", [_crlf, _bom, _blank_lines],
+                         ids=["windows line endings", "BOM", "trailing blank lines"])
+def test_harmless_formatting_is_accepted(tmp_path: Path, mutate) -> None:
+    expected = read_dataset(make_set(tmp_path / "clean"))
+    root = make_set(tmp_path / "edited")
+    mutate(root)
+    df = read_dataset(root)
+    assert df.equals(expected)
+    assert check_dataset(root) == []
+
+
+def test_extra_meta_column_is_rejected_by_name(tmp_path: Path) -> None:
+    """The real 2018 and 2019 meta.csv have exactly four columns (study notes section 4)."""
+    root = make_set(tmp_path)
+    text = (root / META).read_text().splitlines()
+    (root / META).write_text("\n".join(ln + "\tnote" for ln in text) + "\n")
+    with pytest.raises(DatasetError, match=r"meta\.csv line 1: header must be"):
+        read_dataset(root)

@@ -359,14 +359,80 @@ def test_clip_with_other_frame_count(small, tmp_path: Path) -> None:
     assert f"{n_frames(44100)} frames" in msg and f"{n_frames(int(0.2 * 44100))} frames" in msg
 
 
-def test_unwritable_output(small, tmp_path: Path) -> None:
+def test_unwritable_output(small, tmp_path: Path, counted: list[int]) -> None:
     root, _ = small
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
-    out = blocker / "f.h5"
-    with pytest.raises(FeatureError, match="a_file"):
+    for out in (blocker / "f.h5", blocker / "sub" / "f.h5"):
+        with pytest.raises(FeatureError, match="a_file is a file, not a directory"):
+            extract_features(root, out, workers=1, progress=False)
+    assert blocker.read_text() == "x" and counted == []  # failed before any work
+
+
+def test_output_that_is_a_directory_fails_before_work(small, tmp_path: Path,
+                                                      counted: list[int]) -> None:
+    root, _ = small
+    with pytest.raises(FeatureError, match="is a directory"):
+        extract_features(root, tmp_path, workers=1, progress=False)
+    assert counted == []
+
+
+def test_existing_non_hdf5_file_is_not_overwritten(small, tmp_path: Path,
+                                                   counted: list[int]) -> None:
+    root, _ = small
+    meta = root / "meta.csv"
+    before = meta.read_bytes()
+    with pytest.raises(FeatureError, match=r"meta\.csv: exists and is not an HDF5"):
+        extract_features(root, meta, workers=1, progress=False)
+    assert meta.read_bytes() == before and counted == []
+
+
+def test_read_only_output_directory(small, tmp_path: Path, counted: list[int],
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    root, _ = small
+    out_dir = tmp_path / "ro"
+    out_dir.mkdir()
+    # root ignores permission bits, so fake what a read-only directory answers
+    monkeypatch.setattr(cache_mod.os, "access", lambda p, mode: Path(p) != out_dir)
+    with pytest.raises(FeatureError, match=f"directory {out_dir} is not writable"):
+        extract_features(root, out_dir / "f.h5", workers=1, progress=False)
+    assert counted == [] and list(out_dir.iterdir()) == []
+
+
+def test_stale_temporaries_of_a_killed_run_are_removed(small, tmp_path: Path) -> None:
+    import fcntl
+
+    root, _ = small
+    out = tmp_path / "o" / "f.h5"
+    out.parent.mkdir()
+    old = time.time() - 2 * cache_mod.STALE_TEMP_AGE_S
+    stale, young, live, other = (out.parent / n for n in (
+        ".f.h5.dead1.h5", ".f.h5.young.h5", ".f.h5.live.h5", ".g.h5.dead2.h5"))
+    for p in (stale, young, live, other):
+        p.write_bytes(b"partial")
+    for p in (stale, live, other):
+        os.utime(p, (old, old))
+    with open(live, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # what HDF5 holds while a live run writes
         extract_features(root, out, workers=1, progress=False)
-    assert blocker.read_text() == "x"
+    assert out.is_file() and not stale.exists()
+    assert young.exists() and live.exists() and other.exists()
+
+
+def test_empty_wav_is_named(small, tmp_path: Path) -> None:
+    root, specs = small
+    (root / specs[2]["name"]).write_bytes(b"")
+    err = _assert_clean_failure(tmp_path / "o" / "f.h5", "empty file", root)
+    assert Path(specs[2]["name"]).name in str(err) and "meta.csv line 4" in str(err)
+
+
+def test_odd_first_clip_is_the_one_named(small, tmp_path: Path) -> None:
+    root, specs = small
+    sf.write(root / specs[0]["name"], _signal(44100, 44100, 1, 7) * 0.3, 44100)
+    err = _assert_clean_failure(tmp_path / "o" / "f.h5", Path(specs[0]["name"]).name, root)
+    msg = str(err)
+    assert msg.startswith(str(root / specs[0]["name"])) and "meta.csv line 2" in msg
+    assert "5 of the 6 clips" in msg
 
 
 def test_silent_clip_warns_not_fails(small, tmp_path: Path) -> None:
@@ -433,3 +499,34 @@ def test_cli_features(small, tmp_path: Path, capsys) -> None:
     assert len(err) == 1 and err[0].startswith("caa features: error:")
     assert Path(specs[0]["name"]).name in err[0]
     assert out.exists()  # the previous good file survives a failed rebuild
+
+
+def test_cli_sigterm_cleans_up(small, tmp_path: Path, capsys,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM mid-extraction: exit 130, no temporary left, SIGTERM handler restored."""
+    import signal
+
+    from caalib.cli import main
+
+    root, _ = small
+    out = tmp_path / "o" / "f.h5"
+    real = cache_mod._build
+
+    def killed(tmp: Path, *args, **kwargs):
+        assert tmp.exists()
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real(tmp, *args, **kwargs)
+
+    monkeypatch.setattr(cache_mod, "_build", killed)
+    # a harmless handler underneath: without the CLI's own, the run would finish (rc 0)
+    # instead of killing the test process
+    original = signal.signal(signal.SIGTERM, lambda *_: None)
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        rc = main(["features", str(root), "--out", str(out), "--workers", "1", "--quiet"])
+    finally:
+        after = signal.getsignal(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, original)
+    assert rc == 130 and after == before
+    assert "interrupted" in capsys.readouterr().err
+    assert list(out.parent.iterdir()) == []

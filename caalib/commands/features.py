@@ -33,7 +33,7 @@ def _run(args: argparse.Namespace) -> int:
     from ..features import default_feature_path, extract_features
 
     out = args.out if args.out is not None else default_feature_path(args.data_dir)
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught:  # SIGTERM: see cli.main
         warnings.simplefilter("always")
         path = extract_features(
             args.data_dir, out, batch_size=args.batch_size, workers=args.workers,

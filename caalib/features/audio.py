@@ -69,6 +69,8 @@ def read_clip(path: str | os.PathLike[str], where: str = "") -> tuple[np.ndarray
     ctx = f" ({where})" if where else ""
     if not path.is_file():
         raise FeatureError(f"{path}: audio file does not exist{ctx}")
+    if path.stat().st_size == 0:
+        raise FeatureError(f"{path}: empty file (0 bytes), not audio{ctx}")
     try:
         check_wav_complete(path)
         audio, sr = sf.read(path, dtype="float64", always_2d=True)

@@ -11,10 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import sys
+import time
 import warnings
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -111,6 +113,65 @@ def fingerprint(data_dir: Path, meta: pd.DataFrame) -> str:
     return h.hexdigest()
 
 
+def _check_output(out: Path) -> None:
+    """Fail before minutes of work when ``out`` cannot (or must not) be written.
+
+    Refuses to replace an existing non-HDF5 file unless it is named like one (a damaged
+    cache is rebuilt), so a mistyped output path (say, the dataset's meta.csv) is never
+    overwritten with features.
+    """
+    if out.is_dir():
+        raise FeatureError(f"{out}: is a directory; the output must be a file path such as "
+                           f"{out / FEATURE_FILE_NAME}")
+    if (out.exists() and out.suffix.lower() not in (".h5", ".hdf5", ".hdf")
+            and not h5py.is_hdf5(out)):
+        raise FeatureError(f"{out}: exists and is not an HDF5 feature file; refusing to "
+                           "overwrite it (remove it or choose another output path)")
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise FeatureError(f"{out}: cannot create the output: {parent} is a file, "
+                           "not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise FeatureError(f"{out}: cannot write the output: directory {parent} is not "
+                           "writable")
+
+
+#: A temporary younger than this is left alone even when unlocked (HDF5 locking can be
+#: switched off with HDF5_USE_FILE_LOCKING=FALSE, and then only its age tells).
+STALE_TEMP_AGE_S = 60.0
+
+
+def _remove_stale_temps(out: Path) -> list[Path]:
+    """Delete ``.<name>.*`` temporaries a killed extraction (SIGKILL, power loss) left.
+
+    A live writer holds HDF5's exclusive flock on its temporary; an unlocked one that
+    has not been written for a minute belongs to a dead process.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        fcntl = None  # type: ignore[assignment]
+    removed = []
+    if not out.parent.is_dir():
+        return removed
+    now = time.time()
+    for tmp in out.parent.glob(f".{out.name}.*{out.suffix}"):
+        try:
+            if not tmp.is_file() or now - tmp.stat().st_mtime < STALE_TEMP_AGE_S:
+                continue
+            if fcntl is not None:
+                with open(tmp, "rb") as fh:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if a writer lives
+            tmp.unlink()
+        except OSError:
+            continue
+        removed.append(tmp)
+        log.info("removed %s, left by an interrupted extraction", tmp)
+    return removed
+
+
 def _cache_is_current(path: Path, fp: str, settings: str, n_clips: int) -> bool:
     if not path.is_file():
         return False
@@ -157,6 +218,32 @@ def _prefetch(
         yield result
 
 
+def _raise_odd_length(data_dir: Path, names: Sequence[str],
+                      jobs: Sequence[tuple[Path, str]]) -> None:
+    """Name the clip whose length differs from most clips' (headers only, error path).
+
+    Without this, an odd *first* clip would make the error blame the next, sound one.
+    """
+    import soundfile as sf
+
+    frames: list[int | None] = []
+    for name in names:
+        try:
+            info = sf.info(str(data_dir / name))
+            frames.append(n_frames(math.ceil(info.frames * SAMPLE_RATE / info.samplerate)))
+        except Exception:  # unreadable headers are reported by read_clip in order
+            frames.append(None)
+    counts = Counter(f for f in frames if f is not None)
+    if not counts:
+        return
+    common, n_common = counts.most_common(1)[0]
+    for name, f, (_, where) in zip(names, frames, jobs, strict=True):
+        if f is not None and f != common:
+            raise FeatureError(
+                f"{data_dir / name}: gives {f} frames but {n_common} of the {len(names)} "
+                f"clips give {common} frames; all clips must have the same length ({where})")
+
+
 def _build(
     tmp: Path,
     data_dir: Path,
@@ -193,6 +280,7 @@ def _build(
                 if first is None:
                     first = (names[i], frames, x.shape[0])
                 elif frames != first[1]:
+                    _raise_odd_length(data_dir, names, jobs)
                     raise FeatureError(
                         f"{data_dir / names[i]}: {frames} frames ({x.shape[0]} samples at "
                         f"{SAMPLE_RATE} Hz) but {first[0]} gives {first[1]} frames "
@@ -265,6 +353,8 @@ def extract_features(
     if not data_dir.is_dir():
         raise FeatureError(f"{data_dir}: dataset directory does not exist")
     meta = _read_meta(data_dir)
+    _check_output(out)
+    _remove_stale_temps(out)
     fp = fingerprint(data_dir, meta)
     if not force and _cache_is_current(out, fp, settings_json(), len(meta)):
         msg = f"reusing {out}: inputs and recipe unchanged"
