@@ -46,6 +46,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .accelerator import resolve_torch_device
 from .errors import ConfigError
 
 MODES: tuple[str, ...] = ("released", "default", "fast", "compiled")
@@ -167,11 +168,7 @@ class BenchSettings:
 # ---------------------------------------------------------------------- torch settings
 def resolve_accelerator(name: str) -> torch.device:
     """``auto`` picks CUDA when present; ``cuda`` without a GPU is a ConfigError."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("accelerator: 'cuda' requested but torch finds no CUDA device")
-    return torch.device(name)
+    return resolve_torch_device(name, field="accelerator")
 
 
 _FLAGS = ("cudnn_benchmark", "cudnn_tf32", "matmul_tf32")

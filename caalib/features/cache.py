@@ -30,6 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import __version__
+from ..accelerator import resolve_torch_device
 from ..atomic import atomic_path
 from ..datasets import read_dataset
 from ..errors import CaaError, FeatureError
@@ -190,16 +191,6 @@ def _cache_is_current(path: Path, fp: str, settings: str, n_clips: int) -> bool:
 # -------------------------------------------------------------------------------- extraction
 
 
-def _resolve_device(device: str | torch.device) -> torch.device:
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise FeatureError(f"unknown device {device!r} (use cpu or cuda)") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise FeatureError(f"device {device!r} requested but CUDA is not available")
-    return dev
-
-
 def _prefetch(
     pool: ThreadPoolExecutor, jobs: Sequence[tuple[Path, str]], lookahead: int
 ) -> Iterator[tuple[np.ndarray, bool]]:
@@ -349,7 +340,7 @@ def extract_features(
     workers = workers if workers is not None else min(8, os.cpu_count() or 1)
     if workers < 1:
         raise FeatureError(f"workers must be at least 1, got {workers}")
-    dev = _resolve_device(device)
+    dev = resolve_torch_device(device, field="device", error=FeatureError)
     if not data_dir.is_dir():
         raise FeatureError(f"{data_dir}: dataset directory does not exist")
     meta = _read_meta(data_dir)

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..accelerator import resolve_torch_device
 from ..constants import DEVICES, SCENES
 from ..errors import ConfigError, DatasetError
 from ..metrics import device_metrics
@@ -57,11 +58,7 @@ def lr_at(config: TrainConfig, step: int) -> float:
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` picks CUDA when available; asking for CUDA without one is a ConfigError."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device: 'cuda' requested but torch finds no CUDA device")
-    return torch.device(name)
+    return resolve_torch_device(name, field="device")
 
 
 def _cpu_threads() -> int:
