@@ -210,7 +210,7 @@ def test_each_strategy_writes_the_run_store(strategy_runs):
         on_disk = json.loads((run_dir / "metrics.json").read_text())
         assert on_disk["accuracy"] == pytest.approx(metrics["accuracy"])
         for key in ("accuracy", "classwise", "confusion", "n_eval", "device_accuracy",
-                    "iterations", "wall_time_s"):
+                    "device_recall", "iterations", "wall_time_s"):
             assert key in on_disk, (name, key)
         devs = list(cfg.eval_devices)
         assert sorted(on_disk["accuracy"]) == sorted(devs + ["avg"])
@@ -262,10 +262,84 @@ def test_released_lambda_switches_after_first_evaluation(strategy_runs):
     assert np.allclose(lam.loc[11:], 1e-4)
     assert metrics["lambda_switch_iteration"] == 10
     state = load_checkpoint(run_dir)
-    assert [name for _, name, _ in state["decision_log"]] == ["evaluate"]
+    assert [name for _, name, _ in state["decision_log"]] == ["evaluate", "evaluate"]
     # the other strategies have no device loss and no λ
     hist_joint = pd.read_csv(strategy_runs["joint"][1] / "history.csv")
     assert hist_joint["lambda"].isna().all() and hist_joint["loss_device"].isna().all()
+    assert hist_joint["device_acc"].isna().all()
+
+
+def released_lambda(device_acc: float) -> float:
+    """Study notes section 3, as written: 1e-4 while the macro device accuracy of the
+    latest evaluation is >= 0.98, else 1 (no latch)."""
+    return 1e-4 if device_acc >= 0.98 else 1.0
+
+
+def test_history_records_device_recall_and_lambda_in_force(strategy_runs):
+    """Every multi-task row carries the λ the notes' rule gives for the latest
+    evaluation's mean of per-device recalls, recomputed here from the recall columns."""
+    cfg, run_dir, _ = strategy_runs["multi_task"]
+    hist = pd.read_csv(run_dir / "history.csv")
+    evals = hist.dropna(subset=["acc_avg"])
+    recall = evals[[f"device_recall_{d}" for d in DEVICES]].to_numpy()
+    assert ((recall >= 0) & (recall <= 1)).all()
+    assert np.allclose(evals["device_acc"], recall.mean(axis=1))
+    latest = None
+    for _, row in hist.iterrows():
+        expected = 1.0 if latest is None else (1e-4 if latest >= cfg.lambda_threshold else 1.0)
+        assert row["lambda"] == pytest.approx(expected), row["iteration"]
+        if not math.isnan(row["device_acc"]):
+            latest = row["device_acc"]
+
+
+def test_released_lambda_is_macro_and_returns_to_one(tmp_path, tiny_dataset_2018,
+                                                     tiny_features_2018, monkeypatch):
+    """CNN-d's evaluate predictions are scripted so that the clip-weighted accuracy is
+    0.98 while the mean of per-device recalls is 0.967: the released rule reads the
+    latter, so λ must go back to 1 after having been lowered."""
+    cfg = tiny(strategy="multi_task", cond_layer=3, iterations=20, eval_every=5,
+               checkpoint_every=20)
+    data = load_run_data(cfg, tiny_features_2018, tiny_dataset_2018)
+    true_dev = np.asarray(data.evaluate.device)
+    counts = np.bincount(true_dev, minlength=3)
+    assert tuple(counts) == (30, 10, 10)  # the tiny 2018 evaluate split
+    # per evaluation: how many clips of each device CNN-d gets wrong
+    script = [(0, 0, 0), (0, 1, 0), (0, 0, 0), (0, 1, 0)]
+    # by hand: (0, 1, 0) -> micro 49/50 = 0.98, macro (1 + 0.9 + 1) / 3 = 0.9667
+    expected_acc = [1.0, (1 + 0.9 + 1) / 3, 1.0, (1 + 0.9 + 1) / 3]
+    calls = {"n": 0}
+    real_predict = Engine.predict
+
+    def scripted(self, name, rows=None, want_attention=False):
+        out = real_predict(self, name, rows=rows, want_attention=want_attention)
+        if name == "evaluate" and rows is None:
+            wrong = script[min(calls["n"], len(script) - 1)]
+            calls["n"] += 1
+            pred = true_dev.copy()
+            for dev, k in enumerate(wrong):
+                idx = np.flatnonzero(true_dev == dev)[:k]
+                pred[idx] = (dev + 1) % 3
+            logp = np.full((len(pred), 3), -20.0, dtype=np.float32)
+            logp[np.arange(len(pred)), pred] = 0.0
+            out["device"] = logp
+        return out
+
+    monkeypatch.setattr(Engine, "predict", scripted)
+    metrics = train(cfg, tmp_path / "run", data_dir=tiny_dataset_2018, progress=False)
+    hist = pd.read_csv(tmp_path / "run" / "history.csv").set_index("iteration")
+    evals = hist.dropna(subset=["acc_avg"])
+    assert list(evals.index) == [5, 10, 15, 20]
+    assert np.allclose(evals["device_acc"], expected_acc)
+    assert np.allclose(evals["device_recall_b"], [1.0, 0.9, 1.0, 0.9])
+    lam = hist["lambda"]
+    assert (lam.loc[1:5] == 1.0).all()
+    for first, acc in zip((6, 11, 16), expected_acc[:3], strict=True):
+        assert np.allclose(lam.loc[first:first + 4], released_lambda(acc)), first
+    assert np.allclose(lam.loc[11:15], 1.0)  # back to 1: no latch, macro not micro
+    assert metrics["lambda_switch_iteration"] == 5
+    assert metrics["lambda_returns"] == 2
+    assert metrics["device_accuracy"] == pytest.approx(expected_acc[3])
+    assert metrics["device_recall"]["b"] == pytest.approx(0.9)
 
 
 def test_clean_lambda_uses_held_out_training_clips(tmp_path, tiny_dataset_2018,
@@ -296,7 +370,7 @@ def test_clean_lambda_uses_held_out_training_clips(tmp_path, tiny_dataset_2018,
     metrics = train(cfg, tmp_path / "clean", data_dir=tiny_dataset_2018, progress=False)
     assert metrics["lambda_switch_iteration"] == 5
     state = load_checkpoint(tmp_path / "clean")
-    assert [name for _, name, _ in state["decision_log"]] == ["holdout"]
+    assert [name for _, name, _ in state["decision_log"]] == ["holdout", "holdout"]
     # and the released rule, fed the same useless accuracy, never switches
     released = cfg.replace(lambda_mode="released")
     metrics = train(released, tmp_path / "released", data_dir=tiny_dataset_2018,
@@ -439,7 +513,7 @@ def test_interrupted_anywhere_resumes_identically(tmp_path, tiny_dataset_2018,
                                          torch.device("cpu")).model.parameters())
         assert len(state["optimizer"]["state"]) == n_params + 1  # + the log-variances
     else:
-        assert state["lambda"] == {"switched": True, "step": 4}
+        assert state["lambda"] == {"low": True, "step": 4, "returns": 0}
 
     real_history, real_done = runstore.write_history, runstore.mark_done
     calls = {"n": 0}

@@ -35,12 +35,20 @@ from torch import nn
 from ..accelerator import resolve_torch_device
 from ..constants import DEVICES, SCENES
 from ..errors import ConfigError, DatasetError
-from ..metrics import device_metrics
+from ..metrics import device_metrics, device_recall
 from . import runstore
 from .config import TrainConfig
 from .data import RunData, Split, batch_indices, load_run_data
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: λ re-decided at every evaluation (no latch)
+
+
+def _macro(recall: dict[str, float] | None) -> float | None:
+    """Mean of the per-device recalls present: the released ``average='macro'``."""
+    if recall is None:
+        return None
+    values = [v for v in recall.values() if not math.isnan(v)]
+    return float(np.mean(values)) if values else float("nan")
 
 
 # ---------------------------------------------------------------------- small rules
@@ -152,8 +160,9 @@ class Engine:
         )
         self.forward = torch.compile(self.model) if config.compile else self.model
         self.step = 0  # updates done
-        self.lambda_switched = False
-        self.lambda_switch_step: int | None = None
+        self.lambda_low = False  # λ = lambda_after in force (else 1)
+        self.lambda_switch_step: int | None = None  # first evaluation that lowered λ
+        self.lambda_returns = 0  # how often λ went back to 1 after being lowered
         self.history: list[dict[str, Any]] = []
         self.wall_time_s = 0.0
         self.decision_log: list[tuple[int, str, float]] = []  # (step, split, accuracy)
@@ -177,7 +186,7 @@ class Engine:
 
     @property
     def current_lambda(self) -> float:
-        return self.config.lambda_after if self.lambda_switched else 1.0
+        return self.config.lambda_after if self.lambda_low else 1.0
 
     # -- one update --------------------------------------------------------------------
     def _update(self, xb: torch.Tensor, yb: torch.Tensor, db: torch.Tensor,
@@ -235,40 +244,48 @@ class Engine:
         }
 
     def evaluate(self) -> dict[str, Any]:
-        """Metrics on the evaluate split (plus the device accuracy of CNN-d)."""
+        """Metrics on the evaluate split (plus CNN-d's per-device recall and their mean)."""
         split = self.data.evaluate
         pred = self.predict("evaluate")
         y_pred = pred["scene"].argmax(axis=1)
         metrics = device_metrics(split.scene, y_pred, split.meta["device"].to_numpy())
-        metrics["device_accuracy"] = (
-            float((pred["device"].argmax(axis=1) == split.device).mean())
+        recall = (
+            device_recall(split.device, pred["device"].argmax(axis=1))
             if pred["device"] is not None else None
         )
+        metrics["device_recall"] = recall
+        metrics["device_accuracy"] = _macro(recall)
         metrics["_pred"] = pred
         return metrics
 
     def lambda_decision_split(self) -> str | None:
-        """Which split's device accuracy may switch λ: evaluate (released), the
-        held-out training clips (clean), or none (learned / not multi-task)."""
+        """Which split's device accuracy decides λ: evaluate (released), the held-out
+        training clips (clean), or none (learned / not multi-task)."""
         if self.config.strategy != "multi_task" or self.config.lambda_mode == "learned":
             return None
         return "evaluate" if self.config.lambda_mode == "released" else "holdout"
 
-    def maybe_switch_lambda(self, eval_metrics: dict[str, Any]) -> None:
-        """λ: 1 until the decision split's device accuracy reaches the threshold, then
-        ``lambda_after`` for good (checked at every evaluation)."""
+    def decide_lambda(self, eval_metrics: dict[str, Any]) -> None:
+        """Re-decide λ from the latest evaluation, as the released loop does at every
+        iteration: ``lambda_after`` while CNN-d's macro device accuracy (the mean of its
+        per-device recalls) is at least ``lambda_threshold``, else 1 - so λ returns to 1
+        when the accuracy falls back. No latch."""
         name = self.lambda_decision_split()
-        if name is None or self.lambda_switched:
+        if name is None:
             return
         if name == "evaluate":
-            acc = float(eval_metrics["device_accuracy"])
+            acc = eval_metrics["device_accuracy"]
         else:
             pred = self.predict("holdout")
-            acc = float((pred["device"].argmax(axis=1) == self.data.holdout.device).mean())
+            acc = _macro(device_recall(self.data.holdout.device, pred["device"].argmax(axis=1)))
+        acc = float("nan") if acc is None else float(acc)
         self.decision_log.append((self.step, name, acc))
-        if acc >= self.config.lambda_threshold:
-            self.lambda_switched = True
+        low = acc >= self.config.lambda_threshold  # NaN (no clips) compares False: λ = 1
+        if low and not self.lambda_low and self.lambda_switch_step is None:
             self.lambda_switch_step = self.step
+        if not low and self.lambda_low:
+            self.lambda_returns += 1
+        self.lambda_low = bool(low)
 
     # -- checkpoints -------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -279,7 +296,8 @@ class Engine:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "weighting": None if self.weighting is None else self.weighting.state_dict(),
-            "lambda": {"switched": self.lambda_switched, "step": self.lambda_switch_step},
+            "lambda": {"low": self.lambda_low, "step": self.lambda_switch_step,
+                       "returns": self.lambda_returns},
             "decision_log": [list(t) for t in self.decision_log],
             "rng": {
                 "torch": torch.get_rng_state(),
@@ -303,8 +321,9 @@ class Engine:
         if self.weighting is not None:
             self.weighting.load_state_dict(state["weighting"])
         self.step = int(state["iteration"])
-        self.lambda_switched = bool(state["lambda"]["switched"])
+        self.lambda_low = bool(state["lambda"]["low"])
         self.lambda_switch_step = state["lambda"]["step"]
+        self.lambda_returns = int(state["lambda"]["returns"])
         self.decision_log = [(int(s), str(n), float(a)) for s, n, a in state["decision_log"]]
         # RNG states must be CPU byte tensors whatever map_location did to them
         torch.set_rng_state(state["rng"]["torch"].cpu())
@@ -359,8 +378,11 @@ class Engine:
                     for dev in DEVICES:
                         row[f"acc_{dev}"] = last_eval["accuracy"].get(dev, float("nan"))
                     row["acc_avg"] = last_eval["accuracy"]["avg"]
-                    row["device_accuracy"] = last_eval["device_accuracy"]
-                    self.maybe_switch_lambda(last_eval)
+                    recall = last_eval["device_recall"] or {}
+                    for dev in DEVICES:
+                        row[f"device_recall_{dev}"] = recall.get(dev, float("nan"))
+                    row["device_acc"] = last_eval["device_accuracy"]
+                    self.decide_lambda(last_eval)
                     post["acc"] = f"{last_eval['accuracy']['avg']:.3f}"
                 bar.set_postfix(post, refresh=False)
                 if self.step % cfg.checkpoint_every == 0 or self.step == cfg.iterations:
@@ -407,6 +429,7 @@ class Engine:
         metrics["wall_time_s"] = round(self.wall_time_s + extra_s, 3)
         metrics["lambda_mode"] = cfg.lambda_mode if cfg.strategy == "multi_task" else None
         metrics["lambda_switch_iteration"] = self.lambda_switch_step
+        metrics["lambda_returns"] = self.lambda_returns if self.lambda_decision_split() else None
         metrics["final_lr"] = lr_at(cfg, max(self.step - 1, 0))
         runstore.write_history(run_dir, self.history)
         runstore.write_metrics(run_dir, metrics)

@@ -35,7 +35,8 @@ RUN_FILES: tuple[str, ...] = (CONFIG, METRICS, HISTORY, PREDICTIONS, ATTENTION, 
 
 HISTORY_COLUMNS: tuple[str, ...] = (
     "iteration", "loss", "loss_scene", "loss_device", "lr", "lambda",
-    "acc_a", "acc_b", "acc_c", "acc_avg", "device_accuracy",
+    "acc_a", "acc_b", "acc_c", "acc_avg",
+    "device_recall_a", "device_recall_b", "device_recall_c", "device_acc",
 )
 PREDICTION_COLUMNS: tuple[str, ...] = (
     "filename", "device", "scene_label", "predicted", *(f"score_{s}" for s in SCENES),
