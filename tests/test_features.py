@@ -51,24 +51,61 @@ def _signal(n: int, sr: int, channels: int, seed: int) -> np.ndarray:
     return np.stack(out, axis=1) if channels > 1 else out[0]
 
 
-def _fast(audio: np.ndarray, sr: int) -> np.ndarray:
-    """The fast path as extract_features runs it: mono, soxr resample, torch LogMel."""
-    return logmel(torch.from_numpy(resample(mono(audio), sr))[None])[0].numpy()
+def _fast(audio: np.ndarray, sr: int, resampler: str = "kaiser_best") -> np.ndarray:
+    """The fast path as extract_features runs it: mono, resample, torch LogMel."""
+    return logmel(torch.from_numpy(resample(mono(audio), sr, resampler))[None])[0].numpy()
+
+
+def released_oracle(audio: np.ndarray, sr: int) -> np.ndarray:
+    """Study notes section 1 spelled out with direct library calls, nothing of ours:
+    soundfile-style (samples, channels) -> mean to mono -> resampy kaiser_best (what
+    librosa 0.6.1's resample called) padded to ceil(n * 44100 / sr) -> scipy's
+    spectrogram with NO fs argument -> librosa's Slaney mel -> log(x + 1e-8), float32."""
+    import resampy
+
+    x = np.asarray(audio, dtype=np.float64)
+    if x.ndim > 1:
+        x = np.mean(x, axis=1)
+    if sr != 44100:
+        n_out = int(np.ceil(len(x) * 44100 / sr))
+        y = resampy.resample(x, sr, 44100, filter="kaiser_best", axis=-1)
+        x = np.pad(y, (0, max(0, n_out - len(y))))[:n_out]
+    _, _, spec = scipy.signal.spectrogram(
+        x, window=np.hamming(2048), nperseg=2048, noverlap=672, detrend=False,
+        return_onesided=True, mode="magnitude",
+    )
+    mel_w = librosa.filters.mel(sr=44100, n_fft=2048, n_mels=64, fmin=20.0, fmax=44100 // 2)
+    return np.log(np.dot(spec.T, mel_w.T) + 1e-8).astype(np.float32)
 
 
 # ------------------------------------------------------------------------- the recipe itself
 
 
-def test_density_scale_is_what_scipy_applies_in_magnitude_mode() -> None:
+def test_density_scale_is_what_scipy_applies_without_fs() -> None:
+    """The released extractor passes no fs: scipy's fs=1.0 applies (study notes 1)."""
     x = _signal(8000, 44100, 1, 0)
     w = np.hamming(2048)
     _, _, spec = scipy.signal.spectrogram(
-        x, fs=44100, window=w, nperseg=2048, noverlap=672, detrend=False,
+        x, window=w, nperseg=2048, noverlap=672, detrend=False,
         return_onesided=True, mode="magnitude",
     )
     frames = np.lib.stride_tricks.sliding_window_view(x, 2048)[::1376]
     ours = np.abs(np.fft.rfft(frames * w, axis=1)) * density_scale(w)
     np.testing.assert_allclose(ours.T, spec, rtol=1e-12, atol=0)
+    # by hand: magnitude = |rfft(frame * w)| / sqrt(sum(w**2)), and fs=44100 would be
+    # sqrt(44100) = 210 times smaller, i.e. the log shifted by -5.347 (= ln(44100) / 2)
+    assert density_scale(w) == pytest.approx(1 / np.sqrt(np.sum(w * w)), rel=1e-15)
+    assert np.log(density_scale(w) / density_scale(w, 44100)) == pytest.approx(5.3471, abs=1e-4)
+
+
+@pytest.mark.parametrize("sr", [44100, 48000])
+@pytest.mark.parametrize("channels", [1, 2])
+def test_features_equal_a_direct_scipy_call_without_fs(sr: int, channels: int) -> None:
+    audio = _signal(int(0.7 * sr), sr, channels, seed=7 * sr + channels)
+    oracle = released_oracle(audio, sr)
+    for ours in (reference_logmel(audio, sr), _fast(audio, sr)):
+        assert ours.shape == oracle.shape
+        assert np.max(np.abs(ours - oracle)) <= 1e-5
 
 
 def test_torch_window_and_torchaudio_mel_agree_with_numpy_and_librosa() -> None:
@@ -85,13 +122,34 @@ def test_torch_window_and_torchaudio_mel_agree_with_numpy_and_librosa() -> None:
     np.testing.assert_allclose(fb, mel_matrix(), rtol=0, atol=1e-7)
 
 
+@pytest.mark.parametrize("resampler", ["kaiser_best", "soxr_hq"])
 @pytest.mark.parametrize("n", [4800, 4801, 4799, 12345, 48000])
-def test_resample_is_bit_identical_to_librosa(n: int) -> None:
+def test_resample_is_bit_identical_to_librosa(n: int, resampler: str) -> None:
     x = np.random.default_rng(n).standard_normal(n)
-    expected = librosa.resample(x, orig_sr=48000, target_sr=44100)
-    got = resample(x, 48000)
+    expected = librosa.resample(x, orig_sr=48000, target_sr=44100, res_type=resampler)
+    got = resample(x, 48000, resampler)
     assert got.dtype == expected.dtype and got.shape == expected.shape
     assert np.array_equal(got, expected)
+
+
+def test_released_resampler_is_resampy_0_2_kaiser_best_and_differs_from_soxr() -> None:
+    """librosa 0.6.1 (the released environment) resampled with resampy 0.2's kaiser_best:
+    64 zero crossings x 512 table entries, roll-off 0.9475937 (measured from resampy
+    0.2.2's shipped table; resampy >= 0.3 ships 8192 entries and roll-off 0.917)."""
+    import resampy
+
+    assert resampy.__version__.startswith("0.2.")
+    half, precision, rolloff = resampy.filters.get_filter("kaiser_best")
+    assert (precision, len(half)) == (512, 64 * 512 + 1)
+    assert rolloff == pytest.approx(0.9475937167399596, abs=1e-15)
+    x = np.random.default_rng(1).standard_normal(48000)
+    direct = resampy.resample(x, 48000, 44100, filter="kaiser_best")
+    got = resample(x, 48000)  # the default
+    assert np.array_equal(got[: len(direct)], direct) and len(got) == 44100
+    soxr_y = resample(x, 48000, "soxr_hq")
+    assert not np.allclose(got, soxr_y, atol=1e-3)  # they differ (near Nyquist)
+    with pytest.raises(FeatureError, match="resampler"):
+        resample(x, 48000, "sinc_best")
 
 
 @pytest.mark.parametrize("sr", [48000, 44100])
@@ -208,10 +266,11 @@ def test_extraction_matches_reference_in_both_layouts(built, layout: str) -> Non
     assert fs.feature.shape == (len(meta), n_frames(int(0.25 * 44100)), 64)
     for i, name in enumerate(meta["filename"]):
         audio, sr = sf.read(root / name)
-        np.testing.assert_allclose(fs.feature[i], reference_logmel(audio, sr), **TOL)
+        assert np.max(np.abs(fs.feature[i] - released_oracle(audio, sr))) <= 1e-5, name
+    assert fs.attrs["resampler"] == "kaiser_best" and fs.attrs["recipe_version"] == 2
     assert fs.attrs["n_mels"] == 64 and fs.attrs["hop"] == 1376 and fs.attrs["n_fft"] == 2048
     assert fs.attrs["sample_rate"] == 44100 and fs.attrs["log_offset"] == 1e-8
-    assert fs.attrs["scaling"].startswith("density") and "hamming" in fs.attrs["window"]
+    assert "without fs" in fs.attrs["scaling"] and "hamming" in fs.attrs["window"]
     assert len(fs.attrs["fingerprint"]) == 64 and fs.attrs["caalib_version"]
 
 
@@ -226,7 +285,7 @@ def test_tiny_synthetic_dataset(tiny_features_2018: Path, tiny_dataset_2018: Pat
     assert np.all(np.isfinite(fs.feature))
     for i in (0, len(df) - 1):
         audio, sr = sf.read(tiny_dataset_2018 / df["filename"][i])
-        np.testing.assert_allclose(fs.feature[i], reference_logmel(audio, sr), **TOL)
+        assert np.max(np.abs(fs.feature[i] - released_oracle(audio, sr))) <= 1e-5
 
 
 # ----------------------------------------------------------------------------------- caching

@@ -579,3 +579,70 @@ def test_config_json_missing_a_switch_is_refused(tmp_path):
     on_disk["lambda_mode"] = "clean"  # execution-only fields may be absent
     path.write_text(json.dumps(on_disk))
     assert TrainConfig.load(path) == cfg.replace(device="auto")
+
+
+# ---------------------------------------------------------------------- precision, resampler
+def test_precision_resolves_and_is_part_of_the_identity():
+    cpu = tiny(device="cpu")
+    assert (cpu.precision, cpu.tf32) == ("fp32", False)
+    assert not cpu.run_name.endswith(("bf16", "tf32"))
+    gpu = tiny(device="cuda")  # resolution needs no GPU: it reads the config
+    assert (gpu.precision, gpu.tf32) == ("bf16", True)
+    assert gpu.run_name.endswith("-bf16")
+    fp32 = tiny(device="cuda", precision="fp32")
+    assert (fp32.precision, fp32.tf32) == ("fp32", False)  # true fp32, as released
+    assert fp32.run_name == cpu.run_name
+    assert tiny(device="cuda", fast=False).precision == "fp32"
+    assert tiny(device="cuda", precision="fp32", tf32=True).run_name.endswith("-tf32")
+    assert set(gpu.differences(fp32)) == {"precision", "tf32"}
+    with pytest.raises(ConfigError, match="precision"):
+        tiny(precision="fp16")
+
+
+def test_stored_config_must_hold_a_resolved_precision(tmp_path):
+    path = tmp_path / "config.json"
+    data = tiny(device="cpu").to_dict()
+    path.write_text(json.dumps(data | {"precision": "auto"}))
+    with pytest.raises(ConfigError, match="precision"):
+        TrainConfig.load(path)
+    old = {k: v for k, v in data.items() if k not in ("precision", "tf32", "resampler")}
+    path.write_text(json.dumps(old))
+    with pytest.raises(ConfigError, match="older version"):
+        TrainConfig.load(path)
+
+
+def test_bf16_run_is_not_reused_for_fp32_and_refused_on_cpu(tmp_path, tiny_dataset_2018):
+    from caalib.training import runstore
+
+    bf16 = tiny(strategy="joint", device="cuda")
+    with pytest.raises(ConfigError, match="precision: bf16.*needs CUDA"):
+        train(bf16.replace(device="cpu"), tmp_path / "x", data_dir=tiny_dataset_2018,
+              progress=False)
+    # a finished bf16 run (made elsewhere) in the directory an fp32 request names
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    runstore.write_config(run_dir, bf16)
+    runstore.write_metrics(run_dir, {"accuracy": {"a": 0.9, "avg": 0.9}})
+    runstore.mark_done(run_dir)
+    with pytest.raises(ConfigError, match="precision"):
+        train(tiny(strategy="joint", device="cpu"), run_dir, data_dir=tiny_dataset_2018,
+              progress=False)
+
+
+def test_soxr_resampler_run_uses_its_own_feature_file(tmp_path, tiny_dataset_2018,
+                                                      tiny_features_2018):
+    from caalib.features import load_features
+
+    cfg = tiny(strategy="single", train_device="a", iterations=4, eval_every=4,
+               checkpoint_every=4, resampler="soxr_hq")
+    assert cfg.run_name.endswith("-rs_soxr_hq")
+    with pytest.raises(FeatureError, match="resampler 'kaiser_best'.*'soxr_hq'"):
+        train(cfg, tmp_path / "wrong", data_dir=tiny_dataset_2018,
+              feature_path=tiny_features_2018, progress=False)
+    train(cfg, tmp_path / "run", data_dir=tiny_dataset_2018, progress=False)
+    soxr_file = tiny_dataset_2018 / "features" / "logmel-soxr_hq.h5"
+    soxr, released = load_features(soxr_file), load_features(tiny_features_2018)
+    assert soxr.attrs["resampler"] == "soxr_hq" and released.attrs["resampler"] == "kaiser_best"
+    a48 = (released.meta["source_label"] == "a").to_numpy()  # the 48 kHz clips
+    assert not np.array_equal(soxr.feature[a48], released.feature[a48])
+    assert np.array_equal(soxr.feature[~a48], released.feature[~a48])  # 44.1 kHz: untouched

@@ -17,11 +17,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("data_dir", metavar="DATA_DIR", help="dataset directory (holds meta.csv)")
     p.add_argument("--out", default=None, metavar="FILE.h5",
-                   help="output file (default: DATA_DIR/features/logmel.h5)")
+                   help="output file (default: DATA_DIR/features/logmel.h5, or "
+                   "logmel-soxr_hq.h5 with --resampler soxr_hq)")
     p.add_argument("--batch-size", type=int, default=64, help="clips per torch batch")
     p.add_argument("--workers", type=int, default=None,
                    help="decode/resample threads (default: min(8, CPUs))")
     p.add_argument("--device", default="cpu", help="torch device for STFT + mel: cpu or cuda")
+    p.add_argument("--resampler", choices=("kaiser_best", "soxr_hq"), default="kaiser_best",
+                   help="48 -> 44.1 kHz resampling: resampy kaiser_best (as released, "
+                        "default) or soxr HQ (today's librosa default)")
     p.add_argument("--force", action="store_true", help="rebuild even if the file is current")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run)
@@ -32,12 +36,14 @@ def _run(args: argparse.Namespace) -> int:
 
     from ..features import default_feature_path, extract_features
 
-    out = args.out if args.out is not None else default_feature_path(args.data_dir)
+    out = (args.out if args.out is not None
+           else default_feature_path(args.data_dir, args.resampler))
     with warnings.catch_warnings(record=True) as caught:  # SIGTERM: see cli.main
         warnings.simplefilter("always")
         path = extract_features(
             args.data_dir, out, batch_size=args.batch_size, workers=args.workers,
             device=args.device, progress=not args.quiet, force=args.force,
+            resampler=args.resampler,
         )
     for w in caught:
         print(f"caa features: warning: {w.message}", file=sys.stderr)

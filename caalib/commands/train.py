@@ -45,10 +45,13 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr-decay", choices=LR_DECAY_MODES, default="released")
     p.add_argument("--lambda-mode", choices=LAMBDA_MODES, default="released")
     p.add_argument("--attention", choices=ATTENTION_MODES, default="released")
+    _add_recipe_flags(p)
+    p.add_argument("--tf32", action=argparse.BooleanOptionalAction, default=None,
+                   help="TF32 for fp32 CUDA ops (default: on with bf16, off with fp32)")
     p.add_argument("--accelerator", choices=TORCH_DEVICES, default="auto",
                    help="torch device (default: cuda when available)")
     p.add_argument("--fast", action=argparse.BooleanOptionalAction, default=True,
-                   help="on CUDA: bf16 autocast, channels_last, cudnn.benchmark, fused Adam")
+                   help="on CUDA: channels_last, fused Adam, and bf16 when --precision auto")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--force", action="store_true", help="retrain even if the run is done")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -64,6 +67,7 @@ def _train(args: argparse.Namespace) -> int:
         train_device=args.device, cond_layer=args.cond_layer, seed=args.seed,
         lr_decay=args.lr_decay, lambda_mode=args.lambda_mode, attention=args.attention,
         device=args.accelerator, fast=args.fast, compile=args.compile,
+        resampler=args.resampler, precision=args.precision, tf32=args.tf32,
     )
     if args.iterations is not None:
         overrides["iterations"] = args.iterations
@@ -78,6 +82,18 @@ def _train(args: argparse.Namespace) -> int:
           f"({metrics.get('iterations')} iterations, {metrics.get('wall_time_s', 0):.1f} s)")
     print(f"[train] run directory: {args.out}")
     return 0
+
+
+def _add_recipe_flags(p: argparse.ArgumentParser) -> None:
+    """Flags that change what a run computes beyond the model: part of its identity."""
+    from ..training.config import PRECISIONS, RESAMPLERS
+
+    p.add_argument("--resampler", choices=RESAMPLERS, default="kaiser_best",
+                   help="48 -> 44.1 kHz resampling of the features (default kaiser_best, "
+                        "as released)")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="bf16 autocast or true fp32 (default auto: bf16 on CUDA, fp32 on "
+                        "CPU; the released code trained in fp32)")
 
 
 def _register_sweep(sub: argparse._SubParsersAction) -> None:
@@ -96,6 +112,7 @@ def _register_sweep(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int, default=1, help="seeds 0..K-1 (default 1)")
     p.add_argument("--models", default=None,
                    help="comma-separated topology:pooling, e.g. atrous:att,pool:att")
+    _add_recipe_flags(p)
     p.add_argument("--dry-run", action="store_true", help="list the runs and their status")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--executor", choices=("local", "ray"), default="local",
@@ -122,7 +139,8 @@ def _sweep(args: argparse.Namespace) -> int:
                   f"the {layout} layout, so the runs are labelled {layout}")
         dataset = layout
     configs = enumerate_runs(args.table, args.profile, dataset, seeds=args.seeds,
-                             models=parse_models(args.models))
+                             models=parse_models(args.models), resampler=args.resampler,
+                             precision=args.precision)
     plan = plan_frame(configs, args.results)
     if args.dry_run:
         for row in plan.itertuples():

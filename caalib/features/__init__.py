@@ -16,24 +16,29 @@ from .cache import (
 )
 from .fast import LogMel, density_scale, logmel
 from .recipe import (
+    DEFAULT_RESAMPLER,
     HOP,
     LOG_OFFSET,
     N_FFT,
     N_MELS,
     RECIPE,
+    RESAMPLERS,
     SAMPLE_RATE,
     mel_matrix,
     n_frames,
+    recipe,
     reference_logmel,
 )
 from .standardise import fit_standardiser, standardise
 
 __all__ = [
+    "DEFAULT_RESAMPLER",
     "HOP",
     "LOG_OFFSET",
     "N_FFT",
     "N_MELS",
     "RECIPE",
+    "RESAMPLERS",
     "SAMPLE_RATE",
     "FeatureSet",
     "LogMel",
@@ -48,6 +53,7 @@ __all__ = [
     "mel_matrix",
     "n_frames",
     "read_clip",
+    "recipe",
     "reference_logmel",
     "resample",
     "standardise",

@@ -6,32 +6,64 @@ soundfile's cffi calls) and soxr both release the GIL, so threads decode in para
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
 import soxr
 
 from ..errors import FeatureError
-from .recipe import N_FFT, SAMPLE_RATE, mono
+from .recipe import DEFAULT_RESAMPLER, N_FFT, SAMPLE_RATE, check_resampler, mono
 
 
-def resample(x: np.ndarray, sr: int) -> np.ndarray:
-    """``librosa.resample(x, orig_sr=sr, target_sr=44100)`` bit for bit, without librosa.
+def resample(x: np.ndarray, sr: int, resampler: str = DEFAULT_RESAMPLER) -> np.ndarray:
+    """``librosa.resample(x, orig_sr=sr, target_sr=44100, res_type=resampler)`` bit for
+    bit, without librosa.
 
-    librosa calls soxr at quality 'soxr_hq' and then pads with zeros (or trims) to
-    ceil(n * 44100 / sr) samples; soxr alone can come out one sample shorter.
+    librosa calls resampy (``kaiser_best``, the released environment's default) or soxr
+    (``soxr_hq``, today's default) and then pads with zeros (or trims) to
+    ceil(n * 44100 / sr) samples; either library alone can come out one sample shorter.
     """
     if sr == SAMPLE_RATE:
         return x
     n_out = int(np.ceil(x.shape[0] * (float(SAMPLE_RATE) / sr)))
-    y = soxr.resample(x, sr, SAMPLE_RATE, quality="HQ")
+    if check_resampler(resampler) == "kaiser_best":
+        y = _released_resampy().resample(x, sr, SAMPLE_RATE, filter="kaiser_best", axis=-1)
+    else:
+        y = soxr.resample(x, sr, SAMPLE_RATE, quality="HQ")
     if y.shape[0] < n_out:
         y = np.pad(y, (0, n_out - y.shape[0]))
     return np.asarray(y[:n_out], dtype=x.dtype)
+
+
+#: resampy 0.2.x's ``kaiser_best`` table (what librosa 0.6.1 resampled with): 64 zero
+#: crossings at 2**9 entries each, roll-off 0.9475937167399596. resampy >= 0.3 ships
+#: 2**13 entries with roll-off 0.917 and another interpolation loop.
+RELEASED_KAISER_BEST = {"precision": 512, "rolloff": 0.9475937167399596, "n_taps": 64 * 512 + 1}
+
+
+@functools.cache
+def _released_resampy() -> Any:
+    """resampy, after checking that its ``kaiser_best`` is the released environment's."""
+    import warnings
+
+    with warnings.catch_warnings():  # resampy 0.2 imports pkg_resources, which warns
+        warnings.simplefilter("ignore")
+        import resampy
+    half, precision, rolloff = resampy.filters.get_filter("kaiser_best")
+    found = {"precision": int(precision), "rolloff": float(rolloff), "n_taps": len(half)}
+    if found != RELEASED_KAISER_BEST:
+        raise FeatureError(
+            f"resampler: resampy {resampy.__version__}'s kaiser_best filter is {found}, not "
+            f"the released environment's {RELEASED_KAISER_BEST} (resampy 0.2.x); install "
+            "resampy==0.2.2 as pyproject.toml pins it, or use --resampler soxr_hq"
+        )
+    return resampy
 
 
 def check_wav_complete(path: Path) -> None:
@@ -60,7 +92,8 @@ def check_wav_complete(path: Path) -> None:
             pos += 8 + length + (length & 1)
 
 
-def read_clip(path: str | os.PathLike[str], where: str = "") -> tuple[np.ndarray, bool]:
+def read_clip(path: str | os.PathLike[str], where: str = "",
+              resampler: str = DEFAULT_RESAMPLER) -> tuple[np.ndarray, bool]:
     """Mono float64 samples at 44.1 kHz and whether the clip is digital silence.
 
     ``where`` (e.g. "meta.csv line 7") is added to error messages.
@@ -83,7 +116,7 @@ def read_clip(path: str | os.PathLike[str], where: str = "") -> tuple[np.ndarray
     if not np.all(np.isfinite(audio)):
         raise FeatureError(f"{path}: audio holds NaN or infinite samples{ctx}")
     silent = not np.any(audio)
-    x = resample(mono(audio), sr)
+    x = resample(mono(audio), sr, resampler)
     if x.shape[0] < N_FFT:
         raise FeatureError(
             f"{path}: clip too short{ctx}: {audio.shape[0]} samples at {sr} Hz give "

@@ -36,7 +36,16 @@ from ..datasets import read_dataset
 from ..errors import CaaError, FeatureError
 from .audio import read_clip
 from .fast import LogMel
-from .recipe import HOP, N_FFT, N_MELS, RECIPE, SAMPLE_RATE, n_frames
+from .recipe import (
+    DEFAULT_RESAMPLER,
+    HOP,
+    N_FFT,
+    N_MELS,
+    SAMPLE_RATE,
+    check_resampler,
+    n_frames,
+    recipe,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,14 +69,19 @@ class FeatureSet:
         return int(self.feature.shape[0])
 
 
-def default_feature_path(data_dir: str | os.PathLike[str]) -> Path:
-    """Where the training looks for a dataset's features: ``<data_dir>/features/logmel.h5``."""
-    return Path(data_dir) / "features" / FEATURE_FILE_NAME
+def default_feature_path(data_dir: str | os.PathLike[str],
+                         resampler: str = DEFAULT_RESAMPLER) -> Path:
+    """Where the training looks for a dataset's features: ``<data_dir>/features/logmel.h5``
+    for the released recipe, ``logmel-<resampler>.h5`` for another resampler (so switching
+    back and forth never rebuilds)."""
+    name = FEATURE_FILE_NAME if check_resampler(resampler) == DEFAULT_RESAMPLER else (
+        f"logmel-{resampler}.h5")
+    return Path(data_dir) / "features" / name
 
 
-def settings_json() -> str:
+def settings_json(resampler: str = DEFAULT_RESAMPLER) -> str:
     """The recipe as canonical JSON: equal strings mean equal numbers."""
-    return json.dumps(RECIPE, sort_keys=True)
+    return json.dumps(recipe(resampler), sort_keys=True)
 
 
 # ---------------------------------------------------------------------------- reading inputs
@@ -192,20 +206,21 @@ def _cache_is_current(path: Path, fp: str, settings: str, n_clips: int) -> bool:
 
 
 def _prefetch(
-    pool: ThreadPoolExecutor, jobs: Sequence[tuple[Path, str]], lookahead: int
+    pool: ThreadPoolExecutor, jobs: Sequence[tuple[Path, str]], lookahead: int,
+    resampler: str = DEFAULT_RESAMPLER,
 ) -> Iterator[tuple[np.ndarray, bool]]:
     """Decoded clips in order, keeping at most ``lookahead`` decodes in flight (bounded memory)."""
     pending: deque[Future[tuple[np.ndarray, bool]]] = deque()
     it = iter(jobs)
     for job in it:
-        pending.append(pool.submit(read_clip, *job))
+        pending.append(pool.submit(read_clip, *job, resampler))
         if len(pending) >= lookahead:
             break
     while pending:
         result = pending.popleft().result()
         nxt = next(it, None)
         if nxt is not None:
-            pending.append(pool.submit(read_clip, *nxt))
+            pending.append(pool.submit(read_clip, *nxt, resampler))
         yield result
 
 
@@ -245,6 +260,7 @@ def _build(
     workers: int,
     device: torch.device,
     progress: bool,
+    resampler: str = DEFAULT_RESAMPLER,
 ) -> list[str]:
     """Write the feature file to ``tmp``; return the names of silent clips."""
     meta_path = data_dir / "meta.csv"
@@ -266,7 +282,8 @@ def _build(
         try:
             batch: list[np.ndarray] = []
             start = 0
-            for i, (x, is_silent) in enumerate(_prefetch(pool, jobs, batch_size + 2 * workers)):
+            for i, (x, is_silent) in enumerate(_prefetch(pool, jobs, batch_size + 2 * workers,
+                                                     resampler)):
                 frames = n_frames(x.shape[0])
                 if first is None:
                     first = (names[i], frames, x.shape[0])
@@ -294,9 +311,9 @@ def _build(
         finally:
             bar.close()
             pool.shutdown(wait=True, cancel_futures=True)
-        for key, value in RECIPE.items():
+        for key, value in recipe(resampler).items():
             h5.attrs[key] = value
-        h5.attrs["settings_json"] = settings_json()
+        h5.attrs["settings_json"] = settings_json(resampler)
         h5.attrs["fingerprint"] = fp
         h5.attrs["caalib_version"] = __version__
         h5.attrs["n_clips"] = n
@@ -325,16 +342,20 @@ def extract_features(
     device: str | torch.device = "cpu",
     progress: bool = True,
     force: bool = False,
+    resampler: str = DEFAULT_RESAMPLER,
 ) -> Path:
     """Log-mel features of every clip of ``data_dir``'s meta.csv (in its order) into one HDF5.
 
     Decoding and resampling run in ``workers`` threads; the STFT and mel run in torch
-    batches of ``batch_size`` on ``device``. An existing file made from the same inputs
-    with the same recipe is reused unless ``force``. Silent clips raise a
+    batches of ``batch_size`` on ``device``; clips not at 44.1 kHz are resampled with
+    ``resampler`` (``kaiser_best`` as released, or ``soxr_hq``). An existing file made
+    from the same inputs with the same recipe is reused unless ``force``. Silent clips raise a
     `SilentClipWarning`; everything unusable raises `FeatureError` naming the file.
     """
     data_dir = Path(data_dir)
-    out = Path(out_path) if out_path is not None else default_feature_path(data_dir)
+    check_resampler(resampler)
+    out = (Path(out_path) if out_path is not None
+           else default_feature_path(data_dir, resampler))
     if batch_size < 1:
         raise FeatureError(f"batch_size must be at least 1, got {batch_size}")
     workers = workers if workers is not None else min(8, os.cpu_count() or 1)
@@ -347,7 +368,7 @@ def extract_features(
     _check_output(out)
     _remove_stale_temps(out)
     fp = fingerprint(data_dir, meta)
-    if not force and _cache_is_current(out, fp, settings_json(), len(meta)):
+    if not force and _cache_is_current(out, fp, settings_json(resampler), len(meta)):
         msg = f"reusing {out}: inputs and recipe unchanged"
         log.info(msg)
         if progress:
@@ -358,7 +379,7 @@ def extract_features(
     try:
         with atomic_path(out) as tmp:
             silent = _build(tmp, data_dir, meta, fp, batch_size=batch_size, workers=workers,
-                            device=dev, progress=progress)
+                            device=dev, progress=progress, resampler=resampler)
     except OSError as exc:
         raise FeatureError(f"{out}: cannot write feature file: {exc}") from exc
     log.info("wrote %s (%d clips)", out, len(meta))

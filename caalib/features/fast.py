@@ -12,15 +12,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from .recipe import HOP, LOG_OFFSET, N_FFT, SAMPLE_RATE, mel_matrix
+from .recipe import HOP, LOG_OFFSET, N_FFT, mel_matrix
 
 
-def density_scale(window: np.ndarray, fs: float = SAMPLE_RATE) -> float:
+def density_scale(window: np.ndarray, fs: float = 1.0) -> float:
     """The factor scipy's spectrogram applies in magnitude mode with scaling='density'.
 
     scipy scales the power spectral density by 1 / (fs * sum(w**2)); for mode='magnitude'
     it computes a scaled STFT (square root of that factor) and takes the absolute value.
-    No one-sided doubling is applied outside mode='psd'.
+    No one-sided doubling is applied outside mode='psd'. ``fs`` defaults to scipy's 1.0
+    because the released extractor passes none (study notes section 1); fs = 44100 would
+    make every magnitude 210 times smaller and lift the 1e-8 floor by 46 dB.
     """
     return float(np.sqrt(1.0 / (fs * np.sum(window * window))))
 

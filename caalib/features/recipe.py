@@ -8,6 +8,7 @@ that anyone can read it against the notes line by line. The batched torch path i
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import librosa
 import numpy as np
@@ -25,27 +26,56 @@ FMIN = 20.0
 FMAX = 22050.0
 LOG_OFFSET = 1e-8
 
-#: Everything that decides the numbers; stored in every feature file and compared
-#: before a cache is reused. Bump ``recipe_version`` if the implementation changes
-#: in a way these fields do not capture.
-RECIPE: dict[str, object] = {
-    "recipe_version": 1,
-    "sample_rate": SAMPLE_RATE,
-    "resampler": "soxr HQ (librosa.resample default), zero-padded to ceil(n * 44100 / sr)",
-    "mono": "mean over channels",
-    "n_fft": N_FFT,
-    "hop": HOP,
-    "window": "hamming, symmetric (np.hamming)",
-    "center": False,
-    "scaling": "density, magnitude: |rfft| * sqrt(1 / (sr * sum(window**2)))",
-    "n_mels": N_MELS,
-    "fmin": FMIN,
-    "fmax": FMAX,
-    "mel_scale": "slaney",
-    "mel_norm": "slaney",
-    "log_offset": LOG_OFFSET,
-    "dtype": "float32",
+#: Resamplers for clips not at 44.1 kHz. ``kaiser_best`` is what the released environment
+#: (librosa 0.6.1, whose ``resample`` defaulted to resampy's ``kaiser_best`` filter) did;
+#: ``soxr_hq`` is today's librosa default. They differ only near Nyquist.
+RESAMPLERS: tuple[str, ...] = ("kaiser_best", "soxr_hq")
+DEFAULT_RESAMPLER = "kaiser_best"
+
+_RESAMPLER_TEXT = {
+    "kaiser_best": "resampy kaiser_best (librosa 0.6.1's default, as released), "
+                   "zero-padded or trimmed to ceil(n * 44100 / sr)",
+    "soxr_hq": "soxr HQ (librosa >= 0.10's default), zero-padded or trimmed to "
+               "ceil(n * 44100 / sr)",
 }
+
+
+def check_resampler(resampler: str) -> str:
+    if resampler not in RESAMPLERS:
+        raise FeatureError(
+            f"resampler: {resampler!r} is not one of {', '.join(RESAMPLERS)}"
+        )
+    return resampler
+
+
+def recipe(resampler: str = DEFAULT_RESAMPLER) -> dict[str, Any]:
+    """Everything that decides the numbers; stored in every feature file and compared
+    before a cache is reused. Bump ``recipe_version`` if the implementation changes in a
+    way these fields do not capture (2: the released scale, fs = 1; resampler setting)."""
+    return {
+        "recipe_version": 2,
+        "sample_rate": SAMPLE_RATE,
+        "resampler": check_resampler(resampler),
+        "resampler_detail": _RESAMPLER_TEXT[resampler],
+        "mono": "mean over channels",
+        "n_fft": N_FFT,
+        "hop": HOP,
+        "window": "hamming, symmetric (np.hamming)",
+        "center": False,
+        "scaling": "scipy.signal.spectrogram without fs (fs = 1.0, as released), density, "
+                   "magnitude: |rfft| * sqrt(1 / sum(window**2))",
+        "n_mels": N_MELS,
+        "fmin": FMIN,
+        "fmax": FMAX,
+        "mel_scale": "slaney",
+        "mel_norm": "slaney",
+        "log_offset": LOG_OFFSET,
+        "dtype": "float32",
+    }
+
+
+#: The default (released) recipe.
+RECIPE: dict[str, object] = recipe()
 
 
 @functools.cache
@@ -71,18 +101,23 @@ def n_frames(n_samples: int) -> int:
     return 0 if n_samples < N_FFT else (n_samples - N_FFT) // HOP + 1
 
 
-def reference_logmel(audio: np.ndarray, sr: int) -> np.ndarray:
-    """Log-mel (T, 64) float32 of one clip, exactly as study notes section 1 computes it."""
+def reference_logmel(audio: np.ndarray, sr: int,
+                     resampler: str = DEFAULT_RESAMPLER) -> np.ndarray:
+    """Log-mel (T, 64) float32 of one clip, exactly as study notes section 1 computes it.
+
+    As released: ``librosa.resample`` with the chosen filter, then
+    ``scipy.signal.spectrogram`` called without ``fs`` (scipy's default ``fs=1.0``).
+    """
     x = mono(audio)
     if sr != SAMPLE_RATE:
-        x = librosa.resample(x, orig_sr=sr, target_sr=SAMPLE_RATE)
+        x = librosa.resample(x, orig_sr=sr, target_sr=SAMPLE_RATE,
+                             res_type=check_resampler(resampler))
     if len(x) < N_FFT:
         raise FeatureError(
             f"clip too short: {len(x)} samples at {SAMPLE_RATE} Hz, one frame needs {N_FFT}"
         )
     _, _, spec = scipy.signal.spectrogram(
         x,
-        fs=SAMPLE_RATE,
         window=np.hamming(N_FFT),
         nperseg=N_FFT,
         noverlap=NOVERLAP,

@@ -37,6 +37,9 @@ LR_DECAY_MODES: tuple[str, ...] = ("released", "paper")
 LAMBDA_MODES: tuple[str, ...] = ("released", "clean", "learned")
 ATTENTION_MODES: tuple[str, ...] = ("released", "paper")
 TORCH_DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+PRECISIONS: tuple[str, ...] = ("auto", "bf16", "fp32")
+#: As in caalib.features.recipe (repeated so configs validate without the audio stack).
+RESAMPLERS: tuple[str, ...] = ("kaiser_best", "soxr_hq")
 
 #: Fields that change how fast a run goes but not what it computes (on one device
 #: kind). A finished run is reused when everything else matches, so a sweep re-run with
@@ -67,9 +70,16 @@ class TrainConfig:
       ``caalib.models.build_model``.
     - ``max_frames``: keep the first N frames of every clip (train and evaluate alike);
       None keeps whole clips (the paper).
-    - ``device`` ("auto"/"cpu"/"cuda") is the torch device; ``fast`` turns on bf16
-      autocast, channels_last, cudnn.benchmark and fused Adam on CUDA (no effect on
-      CPU); ``compile`` wraps the model in ``torch.compile``.
+    - ``resampler``: how 48 kHz clips reach 44.1 kHz before the log-mel: resampy's
+      ``kaiser_best`` as the released environment did, or ``soxr_hq``.
+    - ``precision`` (``bf16`` / ``fp32``) and ``tf32``: the arithmetic of the run, part
+      of its identity. The released code trained in true fp32. ``"auto"`` / ``None``
+      resolve when the config is made: bf16 autocast with TF32 for the remaining fp32
+      ops on CUDA when ``fast``, true fp32 (TF32 off) otherwise; a config read from
+      disk always holds the resolved values.
+    - ``device`` ("auto"/"cpu"/"cuda") is the torch device; ``fast`` turns on
+      channels_last and fused Adam on CUDA (no effect on CPU) and lets ``precision="auto"``
+      choose bf16; ``compile`` wraps the model in ``torch.compile``.
     """
 
     dataset: str = "dcase2018"
@@ -99,6 +109,9 @@ class TrainConfig:
     lambda_after: float = 1e-4
     holdout_fraction: float = 0.1
     attention: str = "released"
+    resampler: str = "kaiser_best"
+    precision: str = "auto"
+    tf32: bool | None = None
     device: str = "auto"
     fast: bool = True
     compile: bool = False
@@ -133,7 +146,12 @@ class TrainConfig:
             raise ConfigError(
                 f"{source}: field{'s' if len(missing) > 1 else ''} "
                 f"{', '.join(repr(m) for m in missing)} missing"
+                + (" (written by an older version of the study: retrain the run)"
+                   if set(missing) <= _ADDED_FIELDS else "")
             )
+        if data.get("precision") == "auto" or data.get("tf32") is None:
+            raise ConfigError(f"{source}: fields 'precision' and 'tf32' must be resolved "
+                              "(bf16/fp32 and true/false) in a stored config")
         try:
             return cls(**data)
         except ConfigError as exc:
@@ -206,6 +224,12 @@ class TrainConfig:
             parts.append(f"lambda_{self.lambda_mode}")
         if self.attention != "released":
             parts.append(f"att_{self.attention}")
+        if self.resampler != "kaiser_best":
+            parts.append(f"rs_{self.resampler}")
+        if self.precision == "bf16":
+            parts.append("bf16" if self.tf32 else "bf16_notf32")
+        elif self.tf32:
+            parts.append("tf32")
         return "-".join(parts)
 
 
@@ -232,9 +256,29 @@ _FIELD_NAMES = frozenset(f.name for f in fields(TrainConfig))
 #: missing faithfulness switch (``lr_decay``, ``lambda_mode``, ...) must not silently
 #: read as its default; the execution-only fields may be absent.
 _REQUIRED_ON_DISK = _FIELD_NAMES - EXECUTION_FIELDS
+#: Fields added after runs were first written (their absence marks an old run).
+_ADDED_FIELDS = frozenset({"resampler", "precision", "tf32"})
 
 
 # ---------------------------------------------------------------------- validation
+def _cuda_available() -> bool:
+    import torch  # only when a precision is left to "auto"
+
+    return bool(torch.cuda.is_available())
+
+
+def _resolve_precision(cfg: TrainConfig) -> None:
+    """Fix ``precision`` and ``tf32`` when left open, from the torch device the config
+    names: bf16 + TF32 on CUDA with ``fast``, true fp32 otherwise (the released code's)."""
+    if cfg.precision != "auto" and cfg.tf32 is not None:
+        return
+    cuda = cfg.device == "cuda" or (cfg.device == "auto" and _cuda_available())
+    if cfg.precision == "auto":
+        object.__setattr__(cfg, "precision", "bf16" if cuda and cfg.fast else "fp32")
+    if cfg.tf32 is None:
+        object.__setattr__(cfg, "tf32", bool(cuda and cfg.precision == "bf16"))
+
+
 def _type_ok(value: Any, annotation: Any) -> bool:
     """Check a value against the simple annotations TrainConfig uses."""
     if isinstance(annotation, str):
@@ -288,6 +332,9 @@ def _validate(cfg: TrainConfig) -> None:
     _choice("lambda_mode", cfg.lambda_mode, LAMBDA_MODES)
     _choice("attention", cfg.attention, ATTENTION_MODES)
     _choice("device", cfg.device, TORCH_DEVICES)
+    _choice("resampler", cfg.resampler, RESAMPLERS)
+    _choice("precision", cfg.precision, PRECISIONS)
+    _resolve_precision(cfg)
 
     if cfg.strategy == "single":
         if cfg.train_device is None:

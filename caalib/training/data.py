@@ -150,6 +150,14 @@ def load_run_data(config: TrainConfig, feature_path: str | Path, data_dir: str |
     if not feature_path.exists():
         raise FeatureError(f"{feature_path}: feature file not found")
     fs = load_features(feature_path)
+    made_with = fs.attrs.get("resampler")
+    if made_with != config.resampler:
+        raise FeatureError(
+            f"{feature_path}: made with resampler {made_with!r} (recipe version "
+            f"{fs.attrs.get('recipe_version')!r}), but the run asks for "
+            f"{config.resampler!r}; re-extract it (caa features --resampler "
+            f"{config.resampler} --force)"
+        )
     ds = read_dataset(data_dir)
     layout = ds.attrs.get("layout")
     if layout is not None and layout != config.dataset:

@@ -113,13 +113,15 @@ def _torch_settings(device: torch.device, config: TrainConfig) -> Iterator[None]
         if device.type == "cpu":
             torch.set_num_threads(_cpu_threads())
             torch.use_deterministic_algorithms(True, warn_only=True)
-        elif config.fast:
+        else:
             # No cudnn.benchmark: measured on an H100 for the paper-size atrous model, its
             # exhaustive search cost ~100 s at the first step and ~30 s at every new
             # evaluation batch shape, and saved 2.5 % per step (25.7 -> 25.1 ms).
             torch.backends.cudnn.benchmark = False
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
+            # TF32 is the config's, not torch's default (cuDNN convolutions use TF32
+            # unless told otherwise, which is not the released true-fp32 arithmetic)
+            torch.backends.cuda.matmul.allow_tf32 = bool(config.tf32)
+            torch.backends.cudnn.allow_tf32 = bool(config.tf32)
         yield
     finally:
         torch.set_num_threads(threads)
@@ -180,7 +182,7 @@ class Engine:
         return self._on_device[name]  # type: ignore[return-value]
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.fast:
+        if self.config.precision == "bf16" and self.device.type == "cuda":
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
@@ -456,6 +458,13 @@ def train(
     """
     if not isinstance(config, TrainConfig):
         raise ConfigError(f"config: expected a TrainConfig, got {type(config).__name__}")
+    device = resolve_device(config.device)
+    if device.type != "cuda" and (config.precision == "bf16" or config.tf32):
+        raise ConfigError(
+            f"precision: {config.precision} with tf32={config.tf32} needs CUDA, but this run "
+            f"would train on the {device.type}; use precision='fp32', tf32=False "
+            "(--precision fp32 --no-tf32)"
+        )
     run_dir = Path(out_dir)
     existing = None if force or not run_dir.exists() else runstore.read_config(run_dir)
     if existing is not None:
@@ -475,10 +484,10 @@ def train(
         raise DatasetError(f"{data_path}: data directory not found")
     from ..features import default_feature_path, extract_features
 
-    device = resolve_device(config.device)
     if feature_path is None:  # the cache: built on first use, reused while inputs match
-        feature_path = extract_features(data_path, default_feature_path(data_path),
-                                        device=device.type, progress=progress)
+        feature_path = extract_features(
+            data_path, default_feature_path(data_path, config.resampler), device=device.type,
+            progress=progress, resampler=config.resampler)
     data = load_run_data(config, feature_path, data_path)
 
     with _torch_settings(device, config):
