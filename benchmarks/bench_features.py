@@ -38,11 +38,11 @@ def make_dataset(root: Path, clips: int, seconds: float, seed: int = 0) -> Path:
         scene = SCENES[i % len(SCENES)]
         dev, sr, ch, subtype = ("a", 48000, 2, "PCM_24") if i % 2 == 0 else \
             ("b", 44100, 1, "PCM_16")
-        name = f"audio/{scene}-bench-{i // 2}-{i}-{dev}.wav"
+        name = f"audio/{scene}-bench-{i}-{i}-{dev}.wav"
         audio = np.clip(0.1 * rng.standard_normal((int(seconds * sr), ch)), -1, 1)
         sf.write(root / name, audio, sr, subtype=subtype)
-        rows.append(f"{name}\t{scene}\tbench-{i // 2}\t{dev}")
-        (evaluate if i % 4 == 3 else train).append(f"{name}\t{scene}")
+        rows.append(f"{name}\t{scene}\tbench-{i}\t{dev}")
+        (evaluate if i % 4 == 1 else train).append(f"{name}\t{scene}")
     header = "filename\tscene_label\tidentifier\tsource_label\n"
     (root / "meta.csv").write_text(header + "\n".join(rows) + "\n")
     (root / "evaluation_setup" / "fold1_train.txt").write_text("\n".join(train) + "\n")

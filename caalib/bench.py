@@ -670,11 +670,11 @@ def bench_features(device: torch.device, clips: int, seconds: float,
             scene = SCENES[i % len(SCENES)]
             dev, sr, ch, sub = (("a", 48_000, 2, "PCM_24") if i % 2 == 0
                                 else ("b", 44_100, 1, "PCM_16"))
-            name = f"audio/{scene}-bench-{i // 2}-{i}-{dev}.wav"
+            name = f"audio/{scene}-bench-{i}-{i}-{dev}.wav"
             sig = np.clip(0.1 * rng.standard_normal((int(seconds * sr), ch)), -1, 1)
             sf.write(root / name, sig, sr, subtype=sub)
-            rows.append(f"{name}\t{scene}\tbench-{i // 2}\t{dev}")
-            (evaluate if i % 4 == 3 else train).append(f"{name}\t{scene}")
+            rows.append(f"{name}\t{scene}\tbench-{i}\t{dev}")
+            (evaluate if i % 4 == 1 else train).append(f"{name}\t{scene}")
         (root / "meta.csv").write_text(
             "filename\tscene_label\tidentifier\tsource_label\n" + "\n".join(rows) + "\n")
         (root / "evaluation_setup" / "fold1_train.txt").write_text("\n".join(train) + "\n")

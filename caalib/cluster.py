@@ -28,6 +28,7 @@ import pandas as pd
 
 from .atomic import write_json
 from .errors import CaaError, ConfigError
+from .training.sweep import SweepFailed
 
 #: Where each task attempt leaves a small JSON note (pid, node, the run's status when
 #: the attempt began), under the results directory. It is how a user - or a test - can
@@ -40,14 +41,6 @@ INSTALL_HINT = (
 
 class ClusterError(CaaError):
     """The Ray executor cannot run (Ray missing, cluster unreachable, bad resources)."""
-
-
-class SweepFailed(CaaError):
-    """Some runs failed permanently; ``summary`` holds every run's row, failures included."""
-
-    def __init__(self, message: str, summary: pd.DataFrame) -> None:
-        super().__init__(message)
-        self.summary = summary
 
 
 def _import_ray() -> Any:
@@ -143,23 +136,18 @@ def shutdown() -> None:
 
 
 # ---------------------------------------------------------------------- the task
-def _train_task(config: dict[str, Any], results_dir: str, data_dir: str, feature_path: str,
-                num_cpus: int) -> dict[str, Any]:
+def _train_task(config: dict[str, Any], results_dir: str, data_dir: str,
+                feature_path: str) -> dict[str, Any]:
     """One run inside a Ray worker: note the attempt, then train (resuming if partial).
 
-    Runs in a worker process, so the thread count it sets stays there. The engine sizes
-    torch's thread pool from the process's CPU affinity (all cores); a task owns only
-    ``num_cpus`` of them, so the engine's sizing is narrowed for this worker.
+    The engine sets torch's threads from the config's ``cpu_threads`` (part of the run's
+    identity); the task reserves as many Ray CPUs, so local, ``--jobs`` and Ray runs
+    compute the same numbers.
     """
-    import torch
-
     from .training import TrainConfig, engine
     from .training.sweep import run_status
 
     cfg = TrainConfig.from_dict(config, source=f"run {config.get('dataset')}")
-    threads = max(1, int(num_cpus))
-    torch.set_num_threads(threads)
-    engine._cpu_threads = lambda: threads  # noqa: SLF001 - worker-local override
     note_dir = Path(results_dir) / ATTEMPTS_DIR / cfg.run_name
     note_dir.mkdir(parents=True, exist_ok=True)
     write_json(note_dir / f"{time.time_ns()}-{os.getpid()}.json", {
@@ -235,9 +223,8 @@ def run_sweep_ray(
     """
     from tqdm.auto import tqdm
 
-    from .features import default_feature_path, extract_features
     from .training import runstore
-    from .training.sweep import _row, run_status
+    from .training.sweep import _row, run_status, with_data
 
     ray = _import_ray()
     if not isinstance(max_retries, int) or max_retries < 0:
@@ -245,6 +232,14 @@ def run_sweep_ray(
     _check_gpus_per_run(gpus_per_run)
     results_dir = Path(results_dir).resolve()
     data_dir = Path(data_dir).resolve()
+    if feature_path is None:  # once, here: tasks must not race to write the cache
+        configs, paths = with_data(configs, data_dir, progress=progress)
+    else:
+        from .features import dataset_fingerprint, verify_features
+
+        fp = dataset_fingerprint(data_dir, verify_features(feature_path, data_dir))
+        configs = [c.replace(data_fingerprint=fp) for c in configs]
+        paths = {c.resampler: Path(feature_path) for c in configs}
     unique: dict[str, Any] = {}
     for cfg in configs:
         unique.setdefault(cfg.run_name, cfg)
@@ -269,14 +264,11 @@ def run_sweep_ray(
                 )
             outcome[cfg.run_name] = ("skipped", runstore.read_metrics(run_dir), None)
     if pending:
-        if feature_path is None:  # once, here: tasks must not race to write the cache
-            feature_path = extract_features(data_dir, default_feature_path(data_dir),
-                                            progress=progress)
-        feature_path = Path(feature_path).resolve()
+        paths = {k: Path(v).resolve() for k, v in paths.items()}
         owned = connect(address)
         try:
             outcome.update(_submit_and_collect(
-                ray, pending, results_dir, data_dir, feature_path, gpus_per_run,
+                ray, pending, results_dir, data_dir, paths, gpus_per_run,
                 max_retries, tqdm(total=len(unique), initial=len(unique) - len(pending),
                                   desc="sweep (ray)", unit="run", disable=not progress),
             ))
@@ -287,7 +279,7 @@ def run_sweep_ray(
     rows = []
     for name, cfg in unique.items():
         status, metrics, error = outcome[name]
-        rows.append({**_row(cfg, status, metrics), "error": error})
+        rows.append(_row(cfg, status, metrics, error))
     frame = pd.DataFrame(rows)
     frame.attrs["wall_time_s"] = time.perf_counter() - start
     failed = frame[frame["status"] == "failed"]
@@ -302,17 +294,23 @@ def run_sweep_ray(
 
 
 def _submit_and_collect(
-    ray: Any, pending: list[Any], results_dir: Path, data_dir: Path, feature_path: Path,
-    gpus_per_run: float | None, max_retries: int, bar: Any,
+    ray: Any, pending: list[Any], results_dir: Path, data_dir: Path,
+    feature_paths: dict[str, Path], gpus_per_run: float | None, max_retries: int, bar: Any,
 ) -> dict[str, tuple[str, dict[str, Any] | None, str | None]]:
     """Submit one task per pending run and gather them as they finish (Ctrl-C cancels)."""
     num_gpus = _gpus_for_task(ray, gpus_per_run)
-    task = ray.remote(_train_task).options(
-        num_cpus=1, num_gpus=num_gpus, max_retries=max_retries,
-        retry_exceptions=_transient_exceptions(), name="caa-train",
-    )
+    remote = ray.remote(_train_task)
+
+    def task(cpus: int) -> Any:
+        return remote.options(
+            num_cpus=cpus, num_gpus=num_gpus, max_retries=max_retries,
+            retry_exceptions=_transient_exceptions(), name="caa-train",
+        )
+
     refs = {
-        task.remote(cfg.to_dict(), str(results_dir), str(data_dir), str(feature_path), 1): cfg
+        task(cfg.cpu_threads).remote(
+            cfg.to_dict(), str(results_dir), str(data_dir),
+            str(feature_paths[cfg.resampler])): cfg
         for cfg in pending
     }
     out: dict[str, tuple[str, dict[str, Any] | None, str | None]] = {}

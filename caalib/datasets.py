@@ -4,10 +4,15 @@ One parser serves both ``read_dataset`` (which raises on the first problem) and
 ``check_dataset`` (which lists every problem), so the two can never disagree about
 what a sound dataset is. The reader only reads metadata and stats audio files; the
 checker also opens the WAV headers (and, with ``deep=True``, the samples).
+
+``inspect_clip`` is the one judgement of a single audio file (container, header, rate,
+channels, length, samples): the checker and the feature extractor's ``read_clip`` both
+call it, so a clip is a problem, a warning or fine the same way for every command.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import struct
@@ -18,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .constants import DEVICE_INDEX, DEVICES, SCENE_INDEX
+from .constants import DEVICE_INDEX, DEVICES, FEATURE_SAMPLE_RATE, SCENE_INDEX
 from .errors import DatasetError
 
 META_FILE = "meta.csv"
@@ -34,6 +39,20 @@ COLUMNS = ("filename", "scene_label", "identifier", "source_label", "split", "sc
 SILENCE_PEAK = 1e-4
 #: Durations may differ by this much (s) before a clip is reported as the odd one out.
 DURATION_TOLERANCE = 0.002
+#: Below this sample rate (Hz) a clip is implausible for the task: the DCASE sets are 44.1
+#: or 48 kHz, 16 kHz is the lowest wideband rate in common use, and an 8 kHz clip leaves the
+#: mel bands above 4 kHz (about 40 % of the 64) empty.
+MIN_PLAUSIBLE_RATE = 16_000
+#: A float sample beyond this magnitude is implausible (mis-scaled audio); libsndfile
+#: scales integer PCM into [-1, 1), and float overshoot from gain or clipping is small.
+MAX_PLAUSIBLE_PEAK = 1.5
+#: DCASE clips are stereo (device A) or mono (B, C); more channels are averaged but odd.
+MAX_PLAUSIBLE_CHANNELS = 2
+#: Containers libsndfile reports for a file that is what its ``.wav`` name says.
+WAV_FORMATS = ("WAV", "WAVEX", "RF64")
+#: Samples at the feature rate one STFT frame needs (``caalib.features.recipe.N_FFT``;
+#: kept here because datasets sit below features).
+MIN_FEATURE_SAMPLES = 2048
 
 _NAME = re.compile(r"^(?:.*/)?([a-z_]+)-([a-z]+)-(\d+)-(\d+)-([a-z])\.wav$")
 
@@ -164,12 +183,18 @@ def _parse(data_dir: str | os.PathLike[str], problems: _Problems) -> pd.DataFram
         return None
     if df is None:
         return None
+    if not len(df):
+        problems.add(f"{root / META_FILE}: lists no clips")
     index = {f: i for i, f in enumerate(df["filename"])}
     split = [""] * len(df)
     where_split: dict[str, str] = {}
+    fold_rows: dict[str, int | None] = {}
     for name, rel in zip(("train", "evaluate"), FOLD_FILES[layout], strict=True):
         entries = _read_fold(root, rel, layout, problems)
-        for no, fname, scene in entries or []:
+        if entries is None:
+            fold_rows[name] = None  # unreadable: already reported
+            continue
+        for no, fname, scene in entries:
             where = f"{root / rel} line {no}"
             i = index.get(fname)
             if i is None:
@@ -185,14 +210,49 @@ def _parse(data_dir: str | os.PathLike[str], problems: _Problems) -> pd.DataFram
                 continue
             split[i] = name
             where_split[fname] = where
+        fold_rows[name] = len(entries)
     df["split"] = split
+    exists = [(root / fname).is_file() for fname in df["filename"]]
     for i, fname in enumerate(df["filename"]):
-        if not (root / fname).is_file():
+        if not exists[i]:
             problems.add(f"{root / fname}: listed in {META_FILE} line {df.at[i, '_line']} "
                          "but the audio file does not exist")
+    if len(df):
+        _split_rules(root, layout, df, exists, where_split, fold_rows, problems)
     df.attrs["layout"] = layout
     df.attrs["data_dir"] = str(root)
     return df
+
+
+def _split_rules(root: Path, layout: str, df: pd.DataFrame, exists: list[bool],
+                 where_split: dict[str, str], fold_rows: dict[str, int | None],
+                 problems: _Problems) -> None:
+    """The splits are by recording location, and neither may be empty.
+
+    A location in both splits leaks (the DCASE splits keep every place, all devices, on
+    one side). A split without a usable clip makes training and evaluation meaningless.
+    """
+    first: dict[tuple[str, str], str] = {}  # (location, split) -> its first clip
+    for fname, ident, name in zip(df["filename"], df["identifier"], df["split"], strict=True):
+        if name:
+            first.setdefault((ident, name), fname)
+    for ident in dict.fromkeys(df["identifier"]):
+        if (ident, "train") in first and (ident, "evaluate") in first:
+            tr, ev = first[(ident, "train")], first[(ident, "evaluate")]
+            problems.add(f"{where_split[ev]}: location {ident} is in both the train and the "
+                         f"evaluate split ({ev}; also {where_split[tr]}: {tr}); the splits "
+                         "must be by recording location")
+    for name, rel in zip(("train", "evaluate"), FOLD_FILES[layout], strict=True):
+        rows = fold_rows.get(name)
+        if rows is None:
+            continue
+        usable = sum(1 for s, ok in zip(df["split"], exists, strict=True) if s == name and ok)
+        if usable:
+            continue
+        why = ("it lists no clips" if rows == 0 else
+               f"none of its {rows} row{'s' * (rows > 1)} names a clip of {META_FILE} "
+               "whose audio file exists")
+        problems.add(f"{root / rel}: the {name} split is empty: {why}")
 
 
 def read_dataset(data_dir: str | os.PathLike[str]) -> pd.DataFrame:
@@ -210,35 +270,182 @@ def read_dataset(data_dir: str | os.PathLike[str]) -> pd.DataFrame:
     return df.drop(columns="_line")
 
 
-# --- audio-level checks ---------------------------------------------------------------
+# --- one clip's audio: the judgement check_dataset and read_clip share ------------------
 
-def _riff_problem(path: Path) -> str | None:
-    """Compare a WAV's declared chunk sizes with the bytes on disk (cheap truncation test)."""
+PROBLEM = "problem"
+WARNING = "warning"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing found in one file: a ``problem`` (the clip is unusable) or a ``warning``
+    (usable, but implausible for a DCASE clip). ``str()`` is the line every command prints:
+    ``<file>: <text> (<where>)``, where ``where`` is e.g. ``<data>/meta.csv line 7``."""
+
+    severity: str
+    path: Path
+    text: str
+    where: str = ""
+    kind: str = ""  # short tag for callers: "rate", "peak", "container", "silent", ...
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.text}" + (f" ({self.where})" if self.where else "")
+
+
+@dataclass
+class ClipAudio:
+    """What `inspect_clip` found out about one audio file."""
+
+    path: Path
+    findings: list[Finding] = field(default_factory=list)
+    rate: int = 0
+    frames: int = 0
+    channels: int = 0
+    #: (frames, channels) float64 as soundfile decodes it; None unless decoded and usable
+    samples: np.ndarray | None = None
+
+    @property
+    def problems(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == PROBLEM]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == WARNING]
+
+
+def wav_chunk_problem(path: Path) -> tuple[bool, str | None]:
+    """(is it a RIFF/RIFX/RF64 WAVE file, what is wrong with its chunks or None).
+
+    Compares the data chunk's declared size with the bytes on disk: libsndfile silently
+    returns the samples that are there when a WAV is cut short, so a truncated copy
+    would otherwise pass as a shorter clip.
+    """
     size = path.stat().st_size
-    if size == 0:
-        return "empty file (0 bytes)"
     with open(path, "rb") as fh:
         head = fh.read(12)
-        if len(head) < 12 or head[:4] not in (b"RIFF", b"RF64") or head[8:12] != b"WAVE":
-            return "not a RIFF/WAVE file"
+        if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX", b"RF64") or head[8:12] != b"WAVE":
+            return False, None
         if head[:4] == b"RF64":
-            return None
+            return True, None  # 64-bit sizes live in the ds64 chunk; libsndfile checks them
+        endian = "<" if head[:4] == b"RIFF" else ">"
         pos = 12
         while pos + 8 <= size:
             fh.seek(pos)
-            cid, clen = struct.unpack("<4sI", fh.read(8))
+            cid, clen = struct.unpack(endian + "4sI", fh.read(8))
             if cid == b"data":
                 have = size - pos - 8
-                if clen > have:
-                    return f"truncated: header declares {clen} bytes of audio, file holds {have}"
-                return None
+                if clen != 0xFFFFFFFF and clen > have:  # 0xFFFFFFFF: streamed, size unknown
+                    return True, (f"truncated WAV: data chunk declares {clen} bytes, the file "
+                                  f"holds {have}")
+                return True, None
             pos += 8 + clen + (clen & 1)
-    return "no data chunk"
+    return True, "not a usable WAV: no data chunk"
+
+
+def _length_problem(frames: int, rate: int) -> str | None:
+    """Why a clip is too short for one STFT frame at the feature rate, or None."""
+    n = frames if rate == FEATURE_SAMPLE_RATE else int(
+        np.ceil(frames * (float(FEATURE_SAMPLE_RATE) / rate)))  # as the resampler pads
+    if n >= MIN_FEATURE_SAMPLES:
+        return None
+    return (f"clip too short: {frames} samples at {rate} Hz give {n} at {FEATURE_SAMPLE_RATE} "
+            f"Hz, one frame needs {MIN_FEATURE_SAMPLES} "
+            f"({math.ceil(MIN_FEATURE_SAMPLES / FEATURE_SAMPLE_RATE * 1000)} ms)")
+
+
+def inspect_clip(path: str | os.PathLike[str], where: str = "",
+                 decode: bool = True) -> ClipAudio:
+    """Judge one audio file the way every command does; never raises for a bad file.
+
+    Problems (unusable): missing, empty, truncated or unreadable file, no samples, too
+    short for one feature frame, NaN/infinite samples. Warnings (usable, implausible for
+    DCASE): a container other than its ``.wav`` name says (libsndfile reads it anyway),
+    a sample rate below `MIN_PLAUSIBLE_RATE`, more than `MAX_PLAUSIBLE_CHANNELS`
+    channels, a peak above `MAX_PLAUSIBLE_PEAK`, silence. ``decode=False`` reads the
+    header only (no sample checks). ``where`` (e.g. ``<data>/meta.csv line 7``) ends
+    every line.
+    """
+    import soundfile as sf
+
+    path = Path(path)
+    clip = ClipAudio(path)
+
+    def note(severity: str, kind: str, text: str) -> ClipAudio:
+        clip.findings.append(Finding(severity, path, text, where, kind))
+        return clip
+
+    if not path.is_file():
+        return note(PROBLEM, "missing", "audio file does not exist")
+    try:
+        if path.stat().st_size == 0:
+            return note(PROBLEM, "empty", "empty file (0 bytes), not audio")
+        is_wave, broken = wav_chunk_problem(path)
+    except (OSError, struct.error) as exc:
+        return note(PROBLEM, "unreadable", f"unreadable audio: {exc}")
+    if broken:
+        return note(PROBLEM, "header", broken)
+    try:
+        info = sf.info(str(path))
+    except Exception as exc:  # libsndfile raises several types for corrupt files
+        what = ("unreadable audio" if is_wave
+                else "not a RIFF/WAVE file, nor another format libsndfile reads")
+        return note(PROBLEM, "unreadable", f"{what}: {exc}")
+    clip.rate, clip.frames, clip.channels = info.samplerate, info.frames, info.channels
+    if path.suffix.lower() == ".wav" and info.format not in WAV_FORMATS:
+        note(WARNING, "container", f"holds {info.format} audio, not WAV as its name says; "
+                                   f"it is read as {info.format}")
+    if clip.frames <= 0 or clip.rate <= 0 or clip.channels <= 0:
+        return note(PROBLEM, "no-samples", "audio file holds no samples")
+    if clip.rate < MIN_PLAUSIBLE_RATE:
+        note(WARNING, "rate", f"sample rate {clip.rate} Hz is implausibly low (DCASE clips "
+                              f"are 44.1 or 48 kHz; the mel bands above {clip.rate // 2} Hz "
+                              "will be empty)")
+    if clip.channels > MAX_PLAUSIBLE_CHANNELS:
+        note(WARNING, "channels", f"{clip.channels} channels; DCASE clips are mono or stereo "
+                                  "(the channels are averaged to mono)")
+    short = _length_problem(clip.frames, clip.rate)
+    if short:
+        return note(PROBLEM, "short", short)
+    if not decode:
+        return clip
+    try:
+        data, _ = sf.read(str(path), dtype="float64", always_2d=True)
+    except Exception as exc:  # libsndfile raises several types for corrupt files
+        return note(PROBLEM, "unreadable", f"audio data unreadable: {exc}")
+    if data.shape[0] != clip.frames:  # the header's count was an estimate
+        clip.frames = data.shape[0]
+        short = _length_problem(clip.frames, clip.rate) if clip.frames else None
+        if not clip.frames or short:
+            return note(PROBLEM, "short" if short else "no-samples",
+                        short or "audio file holds no samples")
+    if not np.all(np.isfinite(data)):
+        return note(PROBLEM, "nan", "audio holds NaN or infinite samples")
+    peak = float(np.max(np.abs(data)))
+    if peak > MAX_PLAUSIBLE_PEAK:
+        note(WARNING, "peak", f"peak {peak:.3g} is far above full scale (1.0); float samples "
+                              f"beyond {MAX_PLAUSIBLE_PEAK} are implausible (mis-scaled audio?)")
+    elif peak == 0.0:
+        note(WARNING, "silent", "silent (all samples zero)")
+    elif peak < SILENCE_PEAK:
+        note(WARNING, "near-silent",
+             f"silent (peak below {20 * np.log10(SILENCE_PEAK):.0f} dBFS)")
+    clip.samples = data
+    return clip
+
+
+# --- the whole dataset ----------------------------------------------------------------
+
+@dataclass
+class CheckReport:
+    """`check_dataset_report`'s answer: lines that make a dataset unusable, and lines
+    about implausible but usable audio."""
+
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def _audio_checks(root: Path, df: pd.DataFrame, deep: bool, progress: bool,
-                  problems: _Problems) -> None:
-    import soundfile as sf
+                  report: CheckReport) -> None:
     from tqdm.auto import tqdm
 
     durations: dict[str, float] = {}
@@ -248,46 +455,21 @@ def _audio_checks(root: Path, df: pd.DataFrame, deep: bool, progress: bool,
         path = root / fname
         if not path.is_file():
             continue  # already reported
-        ctx = f" ({META_FILE} line {line_of[fname]})"
-        if path.suffix.lower() == ".wav":
-            why = _riff_problem(path)
-            if why:
-                problems.add(f"{path}: {why}{ctx}")
-                continue
-        try:
-            info = sf.info(str(path))
-        except Exception as exc:  # libsndfile raises several types for corrupt files
-            problems.add(f"{path}: unreadable audio{ctx}: {exc}")
-            continue
-        if info.frames <= 0 or info.samplerate <= 0:
-            problems.add(f"{path}: holds no audio{ctx}")
-            continue
-        durations[fname] = info.frames / info.samplerate
-        if deep:
-            try:
-                data, _ = sf.read(str(path), dtype="float32", always_2d=True)
-            except Exception as exc:
-                problems.add(f"{path}: audio data unreadable{ctx}: {exc}")
-                continue
-            if not np.all(np.isfinite(data)):
-                problems.add(f"{path}: audio holds NaN or infinite samples{ctx}")
-            elif np.max(np.abs(data)) < SILENCE_PEAK:
-                problems.add(f"{path}: silent (peak below {20 * np.log10(SILENCE_PEAK):.0f} "
-                             f"dBFS){ctx}")
+        clip = inspect_clip(path, f"{root / META_FILE} line {line_of[fname]}", decode=deep)
+        report.problems += [str(f) for f in clip.problems]
+        report.warnings += [str(f) for f in clip.warnings]
+        if not clip.problems:
+            durations[fname] = clip.frames / clip.rate
     if durations:
         common = Counter(round(d, 3) for d in durations.values()).most_common(1)[0][0]
         for fname, d in durations.items():
             if abs(d - common) > DURATION_TOLERANCE:
-                problems.add(f"{root / fname}: lasts {d:.3f} s, the dataset's clips last "
-                             f"{common:.3f} s ({META_FILE} line {line_of[fname]})")
+                report.problems.append(
+                    f"{root / fname}: lasts {d:.3f} s, the dataset's clips last {common:.3f} s "
+                    f"({root / META_FILE} line {line_of[fname]})")
 
 
-def _split_checks(root: Path, df: pd.DataFrame, problems: _Problems) -> None:
-    in_split = df[df["split"] != ""]
-    splits = in_split.groupby("identifier")["split"].nunique()
-    for ident in splits[splits > 1].index:
-        problems.add(f"{root / 'evaluation_setup'}: location {ident} appears in both the "
-                     "train and the evaluate split")
+def _twin_checks(root: Path, df: pd.DataFrame, problems: list[str]) -> None:
     key = ["scene_label", "city", "location", "segment"]
     have_a = set(map(tuple, df.loc[df["source_label"] == "a", key].itertuples(index=False)))
     others = df[df["source_label"] != "a"]
@@ -295,25 +477,35 @@ def _split_checks(root: Path, df: pd.DataFrame, problems: _Problems) -> None:
                                         others["source_label"], *(others[k] for k in key),
                                         strict=True):
         if tuple(place) not in have_a:
-            problems.add(f"{root / META_FILE} line {line}: {fname}: device {dev.upper()} "
-                         "clip has no device-A twin (same scene-city-location-segment)")
+            problems.append(f"{root / META_FILE} line {line}: {fname}: device {dev.upper()} "
+                            "clip has no device-A twin (same scene-city-location-segment)")
+
+
+def check_dataset_report(data_dir: str | os.PathLike[str], deep: bool = True,
+                         progress: bool = False) -> CheckReport:
+    """Every problem and every warning of the dataset at ``data_dir``, one line each.
+
+    Problems are what `read_dataset` (metadata, splits) or `inspect_clip` (audio) reject,
+    plus device B/C clips without a device-A twin and clips of another duration.
+    ``deep=False`` skips decoding the samples (NaN, peak and silence tests), which is what
+    makes checking the full 10,000-clip sets slow; header and truncation checks remain.
+    """
+    parsed = _Problems()
+    df = _parse(data_dir, parsed)
+    report = CheckReport(problems=parsed.lines)
+    if df is not None and len(df):
+        _twin_checks(Path(data_dir), df, report.problems)
+        _audio_checks(Path(data_dir), df, deep, progress, report)
+    return report
 
 
 def check_dataset(data_dir: str | os.PathLike[str], deep: bool = True,
                   progress: bool = False) -> list[str]:
     """Every problem of the dataset at ``data_dir``, one line each (empty when sound).
 
-    ``deep=False`` skips decoding the samples (the silence test), which is what makes
-    checking the full 10,000-clip sets slow; header and truncation checks remain.
+    Warnings (implausible but usable audio) are in `check_dataset_report`.
     """
-    problems = _Problems()
-    df = _parse(data_dir, problems)
-    if df is not None and len(df):
-        _split_checks(Path(data_dir), df, problems)
-        _audio_checks(Path(data_dir), df, deep, progress, problems)
-    elif df is not None:
-        problems.add(f"{Path(data_dir) / META_FILE}: lists no clips")
-    return problems.lines
+    return check_dataset_report(data_dir, deep=deep, progress=progress).problems
 
 
 def summarize(df: pd.DataFrame) -> str:
@@ -326,4 +518,6 @@ def summarize(df: pd.DataFrame) -> str:
             f"no split {int(spl.get('', 0))}")
 
 
-__all__ = ["detect_layout", "read_dataset", "check_dataset", "summarize"]
+__all__ = ["detect_layout", "read_dataset", "check_dataset", "check_dataset_report",
+           "inspect_clip", "wav_chunk_problem", "summarize", "CheckReport", "ClipAudio",
+           "Finding"]

@@ -251,10 +251,9 @@ def _avg(sel: pd.DataFrame, strategy: str) -> float:
 
 
 def _n_eval(run_dir: str | os.PathLike[str]) -> dict[str, int]:
-    import json
+    from .rundir import read_metrics
 
-    met = json.loads((Path(run_dir) / "metrics.json").read_text(encoding="utf-8"))
-    return {k: int(v) for k, v in (met.get("n_eval") or {}).items()}
+    return {k: int(v) for k, v in read_metrics(run_dir)["n_eval"].items()}
 
 
 def strategy_tests(runs: pd.DataFrame, dataset: str = "dcase2018") -> pd.DataFrame:
@@ -268,7 +267,7 @@ def strategy_tests(runs: pd.DataFrame, dataset: str = "dcase2018") -> pd.DataFra
     device, on all clips. Accuracies are fractions. Pairs with a missing run are left
     out; an empty frame means no pair could be formed.
     """
-    from .stats import mcnemar_exact, read_predictions, ztest_proportions
+    from .stats import mcnemar_exact, pair_predictions, read_predictions, ztest_proportions
 
     cols = ["model", "topology", "pooling", "run1", "run2", "strategy1", "strategy2", "test",
             "device", "acc1", "acc2", "n", "b", "c", "z", "p", "alternative"]
@@ -297,8 +296,11 @@ def strategy_tests(runs: pd.DataFrame, dataset: str = "dcase2018") -> pd.DataFra
             if p1 is None:
                 continue
             merged_all = []
+            name1 = r1["name"].iloc[0]
             for key, p2 in preds2.items():
-                m = p1.merge(p2, on="filename", suffixes=("_1", "_2"))
+                name2 = (r2["name"].iloc[0] if key is None
+                         else r2.loc[r2["train_device"] == key, "name"].iloc[0])
+                m = pair_predictions(p1, p2, name1, name2, device=key)  # same clips
                 merged_all.append(m)
                 for dev in DEVICES if key is None else (key,):
                     md = m[m["device_1"] == dev]

@@ -28,7 +28,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as _st
 
-from .constants import DEVICES, SCENE_INDEX
+from . import rundir
+from .constants import DEVICES
 from .errors import CaaError
 from .metrics import device_metrics
 
@@ -218,51 +219,57 @@ def bootstrap_macro_accuracy(
 
 
 def read_predictions(run_dir: str | Path) -> pd.DataFrame:
-    """A run's predictions.csv with a boolean ``correct`` column; clear errors on bad files."""
-    path = Path(run_dir) / "predictions.csv"
-    if not path.is_file():
-        raise CaaError(f"{path}: no predictions file")
-    try:
-        df = pd.read_csv(path, dtype={"filename": str, "device": str,
-                                      "scene_label": str, "predicted": str})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise CaaError(f"{path}: unreadable CSV ({exc})") from exc
-    missing = {"filename", "device", "scene_label", "predicted"} - set(df.columns)
-    if missing:
-        raise CaaError(f"{path}: missing column(s) {sorted(missing)}")
-    for col in ("scene_label", "predicted"):
-        bad = ~df[col].isin(SCENE_INDEX)
+    """A run's predictions.csv with a boolean ``correct`` column, checked complete
+    against its metrics.json (:func:`caalib.rundir.read_predictions`)."""
+    return rundir.read_predictions(run_dir)
+
+
+def pair_predictions(p1: pd.DataFrame, p2: pd.DataFrame, name1: str | Path, name2: str | Path,
+                     device: str | None = None) -> pd.DataFrame:
+    """Two runs' predictions side by side (suffixes ``_1``/``_2``), clip by clip.
+
+    Restricted to ``device`` when given. The two runs must cover exactly the same clips
+    there, recorded on the same device with the same label: a paired test on the clips
+    that happen to be in both would quietly test a subset.
+    """
+    where = ""
+    if device is not None:
+        if device not in DEVICES:
+            raise CaaError(f"device must be one of {DEVICES}, got {device!r}")
+        p1, p2 = p1[p1["device"] == device], p2[p2["device"] == device]
+        where = f" on device {device}"
+    s1, s2 = set(p1["filename"]), set(p2["filename"])
+    if not s1 & s2:
+        raise CaaError(f"{name1} and {name2} share no evaluate clips{where}")
+    if s1 != s2:
+        only1, only2 = sorted(s1 - s2), sorted(s2 - s1)
+        example = (only1 or only2)[0]
+        raise CaaError(f"{name1} and {name2} do not cover the same clips{where}: "
+                       f"{len(only1)} only in the first, {len(only2)} only in the second "
+                       f"(e.g. {example!r}); compare runs evaluated on the same clips "
+                       "(a single-device run: on its own device)")
+    merged = p1.merge(p2, on="filename", suffixes=("_1", "_2"), validate="one_to_one")
+    for col, what in (("device", "device"), ("scene_label", "label")):
+        bad = merged[f"{col}_1"] != merged[f"{col}_2"]
         if bad.any():
-            i = int(bad.to_numpy().nonzero()[0][0])
-            raise CaaError(f"{path}, line {i + 2}: unknown scene {df[col].iloc[i]!r} in {col}")
-    if df["filename"].duplicated().any():
-        i = int(df["filename"].duplicated().to_numpy().nonzero()[0][0])
-        raise CaaError(f"{path}, line {i + 2}: duplicate filename {df['filename'].iloc[i]!r}")
-    df["correct"] = df["scene_label"] == df["predicted"]
-    return df
+            raise CaaError(f"{name1} and {name2} disagree on the {what} of "
+                           f"{merged['filename'][bad].iloc[0]!r}")
+    return merged
 
 
 def paired_runs_test(
     run_dir1: str | Path, run_dir2: str | Path, device: str | None = None,
     alternative: str = "two-sided",
 ) -> McNemarResult:
-    """McNemar's exact test on the clips both runs predicted (optionally one device).
+    """McNemar's exact test on two finished runs' predictions (optionally one device).
 
-    The two runs must share evaluate clips: a single-device run only covers its own
-    device, so compare it to another run on that device (``device=``).
+    Both predictions files must be complete (:func:`caalib.rundir.read_predictions`) and
+    cover the same clips (:func:`pair_predictions`): a single-device run only covers its
+    own device, so compare it to another run on that device (``device=``).
     """
+    for run_dir in (run_dir1, run_dir2):
+        rundir.check_run(run_dir)
     p1, p2 = read_predictions(run_dir1), read_predictions(run_dir2)
-    merged = p1.merge(p2, on="filename", suffixes=("_1", "_2"))
-    if device is not None:
-        if device not in DEVICES:
-            raise CaaError(f"device must be one of {DEVICES}, got {device!r}")
-        merged = merged[merged["device_1"] == device]
-    if merged.empty:
-        where = f" on device {device}" if device else ""
-        raise CaaError(f"{run_dir1} and {run_dir2} share no evaluate clips{where}")
-    bad = merged["scene_label_1"] != merged["scene_label_2"]
-    if bad.any():
-        raise CaaError(f"{run_dir1} and {run_dir2} disagree on the label of "
-                       f"{merged['filename'][bad].iloc[0]!r}")
+    merged = pair_predictions(p1, p2, run_dir1, run_dir2, device)
     return mcnemar_exact(merged["correct_1"].to_numpy(), merged["correct_2"].to_numpy(),
                          alternative=alternative)

@@ -89,6 +89,7 @@ def run_study(
     notebook_dir: str | os.PathLike[str] = NOTEBOOK_DIR,
     only: list[str] | None = None,
     progress: bool = True,
+    jobs: int | None = None,
 ) -> StudyResult:
     """Execute every notebook of the series with the given parameters.
 
@@ -96,7 +97,9 @@ def run_study(
     a mismatch is an error, since runs are labelled with their dataset.
     ``only`` restricts the run to notebooks whose name starts with one of the given
     prefixes (e.g. ``["01", "02"]``). Paths are made absolute before injection so the
-    notebooks do not depend on the kernel's working directory.
+    notebooks do not depend on the kernel's working directory. ``jobs`` runs that many
+    trainings at once (default: the CPUs this process may use, at most 4); every run's
+    numbers depend only on its config, so the tables do not change with it.
     """
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
@@ -124,7 +127,13 @@ def run_study(
     out_dir = results_dir / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
     figures_dir.mkdir(parents=True, exist_ok=True)
+    if jobs is None:
+        jobs = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                          else (os.cpu_count() or 1)))
+    if jobs < 1:
+        raise StudyError(f"jobs: must be at least 1, got {jobs}")
     params = {
+        "jobs": jobs,
         "profile": profile,
         "data_dir": str(data_dir),
         "dataset": dataset,

@@ -16,7 +16,9 @@ MICRO = SynthProfile("micro", clip_seconds=0.5, train_a=10, evaluate_a=10, train
 
 def test_check_ok(tiny_dataset_2019: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", str(tiny_dataset_2019)]) == 0
-    out = capsys.readouterr().out.strip().splitlines()
+    captured = capsys.readouterr()
+    assert captured.err == ""  # no warnings either
+    out = captured.out.strip().splitlines()
     assert len(out) == 1 and out[0].startswith("OK")
     assert "dcase2019 layout, 155 clips (A 95, B 30, C 30)" in out[0]
     assert "no split 5" in out[0]
@@ -37,7 +39,25 @@ def test_check_lists_problems(tiny_dataset_2018: Path, tmp_path: Path,
     out = captured.out.strip().splitlines()
     assert any("meta.csv line 4: unknown scene label 'beach'" in line for line in out)
     assert any(victim.name in line and "truncated" in line for line in out)
-    assert f"problems in {root}" in captured.err
+    assert captured.err.splitlines()[-1] == f"caa check: {len(out)} problems, 0 warnings in {root}"
+
+
+def test_check_prints_warnings_apart_and_still_passes(
+        tiny_dataset_2018: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Implausible but usable audio: a warning on stderr, exit 0, the OK line says so."""
+    import numpy as np
+    import soundfile as sf
+
+    root = tmp_path / "copy"
+    shutil.copytree(tiny_dataset_2018, root)
+    victim = sorted((root / "audio").glob("*-b.wav"))[0]
+    sf.write(victim, np.full((16000, 1), 0.1), 8000, subtype="PCM_16")  # 2 s at 8 kHz
+    assert main(["check", str(root)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith(f"OK {root}: ") and "(1 warning on stderr)" in captured.out
+    err = captured.err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"caa check: warning: {victim}: sample rate 8000 Hz")
+    assert f"{root / 'meta.csv'} line " in err[0]
 
 
 def test_check_missing_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

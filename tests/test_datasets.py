@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from caalib.datasets import check_dataset, detect_layout, read_dataset
+from caalib.datasets import check_dataset, check_dataset_report, detect_layout, read_dataset
 from caalib.errors import DatasetError
 
 # name, scene, split: a small real-looking set; B/C clips twin the first A clips
@@ -111,6 +111,16 @@ BAD_METADATA = [
      "line 6"),
     ("fold file missing", lambda r: (r / EVAL18).unlink(), EVAL18, None),
     ("no fold files", lambda r: (r / TRAIN18).unlink(), "evaluation_setup", None),
+    # the splits are by location: a location in both leaks (reader, check, features, train)
+    ("location in both splits", lambda r: _edit(
+        r / EVAL18, "bus-helsinki-4-20-a.wav\tbus", "bus-helsinki-4-20-a.wav\tbus\n"
+        "audio/airport-barcelona-0-1-a.wav\tairport") or _edit(
+        r / TRAIN18, "audio/airport-barcelona-0-1-a.wav\tairport\n", ""),
+     EVAL18, "line 2: location barcelona-0 is in both the train and the evaluate split"),
+    ("evaluate split empty", lambda r: (r / EVAL18).write_text(""), EVAL18,
+     "the evaluate split is empty: it lists no clips"),
+    ("train split empty", lambda r: (r / TRAIN18).write_text(""), TRAIN18,
+     "the train split is empty"),
     ("audio missing", lambda r: (r / "audio/bus-helsinki-3-10-a.wav").unlink(),
      "audio/bus-helsinki-3-10-a.wav", "meta.csv line 6"),
 ]
@@ -165,15 +175,8 @@ AUDIO_PROBLEMS = [
     ("corrupt header", lambda r: (r / "audio/bus-helsinki-3-10-a.wav").write_bytes(
         b"RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00" + b"\xff" * 16 + b"data\x00\x00\x00\x00"),
      "bus-helsinki-3-10-a.wav", "unreadable"),
-    ("silent", lambda r: _wav(r / "audio/bus-helsinki-4-20-b.wav", 44100, 1, "PCM_16", peak=0.0),
-     "bus-helsinki-4-20-b.wav", "silent"),
     ("odd duration", lambda r: _wav(r / "audio/park-milan-1-5-a.wav", 48000, 2, "PCM_24", 0.75),
      "park-milan-1-5-a.wav", "lasts 0.750 s"),
-    ("location in both splits", lambda r: _edit(
-        r / EVAL18, "bus-helsinki-4-20-a.wav\tbus", "bus-helsinki-4-20-a.wav\tbus\n"
-        "audio/airport-barcelona-0-1-a.wav\tairport") or _edit(
-        r / TRAIN18, "audio/airport-barcelona-0-1-a.wav\tairport\n", ""),
-     "barcelona-0", "both the train and the evaluate split"),
     ("empty file", lambda r: (r / "audio/bus-helsinki-3-10-a.wav").write_bytes(b""),
      "bus-helsinki-3-10-a.wav", "empty file (0 bytes)"),
     ("no A twin", lambda r: (_edit(r / META, "audio/bus-helsinki-4-20-a.wav\tbus\thelsinki-4\ta\n",
@@ -192,18 +195,51 @@ def test_check_reports_audio_and_split_problems(tmp_path: Path, mutate, named: s
     problems = check_dataset(root)
     assert len(problems) == 1, problems
     assert named in problems[0] and what in problems[0]
-    if what != "both the train and the evaluate split":  # a location has no one line
-        assert "meta.csv line " in problems[0]
+    assert f"{root / 'meta.csv'} line " in problems[0]
+    assert check_dataset_report(root).warnings == []
     read_dataset(root)  # metadata is fine: the reader does not open audio
 
 
-def test_quick_check_skips_silence_only(tmp_path: Path) -> None:
+AUDIO_WARNINGS = [  # usable but implausible for DCASE: warned, not a problem
+    ("silent", lambda r: _wav(r / "audio/bus-helsinki-4-20-b.wav", 44100, 1, "PCM_16", peak=0.0),
+     "bus-helsinki-4-20-b.wav", "silent (all samples zero)"),
+    ("8 kHz", lambda r: _wav(r / "audio/bus-helsinki-4-20-b.wav", 8000, 1, "PCM_16"),
+     "bus-helsinki-4-20-b.wav", "sample rate 8000 Hz is implausibly low"),
+    ("float x1e6", lambda r: _wav(r / "audio/airport-barcelona-0-0-c.wav", 32000, 1, "FLOAT",
+                                  peak=3e5),
+     "airport-barcelona-0-0-c.wav", "is far above full scale"),
+    ("FLAC named .wav", lambda r: sf.write(str(r / "audio/park-milan-1-5-a.wav"),
+                                           np.full((24000, 2), 0.1), 48000, format="FLAC"),
+     "park-milan-1-5-a.wav", "holds FLAC audio, not WAV as its name says"),
+    ("4 channels", lambda r: _wav(r / "audio/park-milan-1-5-a.wav", 48000, 4, "PCM_24"),
+     "park-milan-1-5-a.wav", "4 channels"),
+]
+
+
+@pytest.mark.parametrize("mutate, named, what", [a[1:] for a in AUDIO_WARNINGS],
+                         ids=[a[0] for a in AUDIO_WARNINGS])
+def test_check_warns_about_implausible_audio(tmp_path: Path, mutate, named: str,
+                                             what: str) -> None:
+    root = make_set(tmp_path)
+    mutate(root)
+    report = check_dataset_report(root)
+    assert report.problems == [] and check_dataset(root) == []
+    assert len(report.warnings) == 1, report.warnings
+    line = report.warnings[0]
+    assert line.startswith(f"{root / 'audio' / named}: ") and what in line
+    assert f"({root / 'meta.csv'} line " in line
+
+
+def test_quick_check_skips_sample_tests_only(tmp_path: Path) -> None:
     root = make_set(tmp_path)
     _wav(root / "audio/bus-helsinki-4-20-b.wav", 44100, 1, "PCM_16", peak=0.0)
     _truncate(root / "audio/bus-helsinki-3-10-a.wav")
-    quick = check_dataset(root, deep=False)
-    assert len(quick) == 1 and "truncated" in quick[0]
-    assert len(check_dataset(root, deep=True)) == 2
+    quick = check_dataset_report(root, deep=False)
+    assert len(quick.problems) == 1 and "truncated" in quick.problems[0]
+    assert quick.warnings == []
+    deep = check_dataset_report(root, deep=True)
+    assert deep.problems == quick.problems and len(deep.warnings) == 1
+    assert "silent" in deep.warnings[0]
 
 
 def test_many_problems_reported_at_once(tmp_path: Path) -> None:

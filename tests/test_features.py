@@ -202,14 +202,17 @@ SCENES = ("airport", "bus", "park", "tram")
 
 
 def _clip_specs(seconds: float) -> list[dict]:
-    """Parallel recordings: A at 48 kHz stereo 24 bit, B/C at 44.1 kHz mono 16 bit."""
+    """A at 48 kHz stereo 24 bit, B/C at 44.1 kHz mono 16 bit. A and B are parallel
+    recordings; C records each scene at a location of its own, because the C clips form
+    the evaluate split and the splits are by location (the reader refuses a shared one)."""
     specs = []
     for i, scene in enumerate(SCENES):
         for dev, sr, ch, subtype in (("a", 48000, 2, "PCM_24"), ("b", 44100, 1, "PCM_16"),
                                      ("c", 44100, 1, "PCM_16")):
+            loc = i + len(SCENES) * (dev == "c")
             specs.append({
-                "name": f"audio/{scene}-lisbon-{i}-{i * 10}-{dev}.wav",
-                "scene": scene, "identifier": f"lisbon-{i}", "device": dev,
+                "name": f"audio/{scene}-lisbon-{loc}-{i * 10}-{dev}.wav",
+                "scene": scene, "identifier": f"lisbon-{loc}", "device": dev,
                 "sr": sr, "channels": ch, "subtype": subtype, "seconds": seconds,
                 "seed": len(specs),
             })

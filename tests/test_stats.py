@@ -126,8 +126,11 @@ def test_paired_runs_test(tmp_path: Path) -> None:
                       acc={"c": 0.5})
     with pytest.raises(CaaError, match="share no evaluate clips on device a"):
         paired_runs_test(r1, single, device="a")
-    with pytest.raises(CaaError, match="predictions.csv: no predictions"):
+    with pytest.raises(CaaError, match="not a finished run"):
         paired_runs_test(tmp_path, r1)
+    (r2 / "predictions.csv").unlink()
+    with pytest.raises(CaaError, match="predictions.csv: no predictions"):
+        paired_runs_test(r1, r2)
 
 
 def test_bad_predictions_named(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import soundfile as sf
 from scipy import signal
 
 from caalib.constants import SCENES
-from caalib.datasets import check_dataset, read_dataset
+from caalib.datasets import check_dataset_report, read_dataset
 from caalib.errors import ConfigError, DatasetError
 from caalib.synth import SYNTH_PROFILES, SynthProfile, existing_matches, synthesize
 from caalib.synth.layout import plan_clips
@@ -56,7 +56,23 @@ def test_tiny_layout_round_trip(layout: str, tiny_dataset_2018: Path,
     b = set(df.loc[df["source_label"] == "b", key].itertuples(index=False))
     c = set(df.loc[df["source_label"] == "c", key].itertuples(index=False))
     assert b == c and b <= a
-    assert check_dataset(root) == []
+    report = check_dataset_report(root)  # the checks every command applies
+    assert (report.problems, report.warnings) == ([], [])
+
+
+@pytest.mark.parametrize("layout", ["dcase2018", "dcase2019"])
+@pytest.mark.parametrize("profile", list(SYNTH_PROFILES))
+def test_every_plan_splits_by_location(profile: str, layout: str) -> None:
+    """The reader refuses a location in both splits and an empty split; no profile, layout
+    or seed may produce either (plans only: the full profile is not rendered)."""
+    for seed in range(3):
+        clips = plan_clips(SYNTH_PROFILES[profile], layout, seed)
+        split_of: dict[str, set[str]] = {}
+        for c in clips:
+            if c.split:
+                split_of.setdefault(c.identifier, set()).add(c.split)
+        assert max(len(s) for s in split_of.values()) == 1
+        assert {c.split for c in clips} >= {"train", "evaluate"}
 
 
 def test_tiny_audio_formats(tiny_dataset_2018: Path) -> None:

@@ -221,7 +221,7 @@ def test_write_tables(results: Path, tmp_path: Path) -> None:
 
 
 def test_bad_run_files_are_named(tmp_path: Path) -> None:
-    run = make_run(tmp_path / "r")
+    run = make_run(tmp_path / "runs")
     (run / "metrics.json").write_text('{"accuracy": {"a": 70}}')
     with pytest.raises(RunStoreError, match=r"metrics.json.*accuracy.a"):
         load_runs(tmp_path)

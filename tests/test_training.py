@@ -206,7 +206,9 @@ def test_each_strategy_writes_the_run_store(strategy_runs):
         for f in ("config.json", "metrics.json", "history.csv", "predictions.csv",
                   "attention.npz", "checkpoint.pt", "DONE"):
             assert (run_dir / f).is_file(), (name, f)
-        assert TrainConfig.load(run_dir / "config.json") == cfg
+        stored = TrainConfig.load(run_dir / "config.json")
+        assert stored.replace(data_fingerprint=None) == cfg
+        assert len(stored.data_fingerprint) == 64  # the data is part of the identity
         on_disk = json.loads((run_dir / "metrics.json").read_text())
         assert on_disk["accuracy"] == pytest.approx(metrics["accuracy"])
         for key in ("accuracy", "classwise", "confusion", "n_eval", "device_accuracy",

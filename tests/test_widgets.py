@@ -18,9 +18,11 @@ from caalib.results import widgets  # noqa: E402
 def craft_attention_run(
     root: Path, name: str, scenes: tuple[str, ...] = ("airport", "bus", "park"),
     devices: tuple[str, ...] = ("a", "b", "c"), frames: int = 32, mels: int = 16,
-    seed: int = 0,
+    seed: int = 0, topology: str = "atrous", strategy: str = "multi_task",
+    cond_layer: int | None = 4,
 ) -> Path:
-    """A run directory with config.json and an attention.npz of one clip per scene/device.
+    """A finished run directory (config.json, DONE) with an attention.npz of one clip per
+    scene/device; ``name`` should be the config's run name (pooling att, profile tiny).
 
     Each clip's maps are distinct random fields, so a different selection must render a
     different picture; the prediction is wrong for the device-C clips.
@@ -42,9 +44,12 @@ def craft_attention_run(
         predicted=np.array([s if d != "c" else "tram" for s, d in rows]),
     )
     (run / "config.json").write_text(json.dumps({
-        "dataset": "dcase2018", "topology": "atrous", "pooling": "att",
-        "strategy": "multi_task", "cond_layer": 4, "train_device": None,
+        "dataset": "dcase2018", "topology": topology, "pooling": "att",
+        "strategy": strategy, "cond_layer": cond_layer, "train_device": None,
+        "profile": "tiny", "seed": 0,
     }))
+    (run / "metrics.json").write_text("{}")  # not read by the browser
+    (run / "DONE").write_text("")
     return run
 
 
@@ -52,7 +57,8 @@ def craft_attention_run(
 def results(tmp_path: Path) -> Path:
     craft_attention_run(tmp_path, "dcase2018-atrous-att-multi_task-L4-tiny-s0", seed=0)
     craft_attention_run(tmp_path, "dcase2018-pool-att-joint-tiny-s0", scenes=("bus", "tram"),
-                        devices=("a", "b"), seed=1)
+                        devices=("a", "b"), seed=1, topology="pool", strategy="joint",
+                        cond_layer=None)
     no_att = tmp_path / "runs" / "dcase2018-pool-max-joint-tiny-s0"
     no_att.mkdir()
     (no_att / "metrics.json").write_text("{}")

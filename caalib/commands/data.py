@@ -35,10 +35,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c = subparsers.add_parser(
         "check", help="check a dataset's metadata, splits and audio files",
         description="Exit 0 with a one-line summary when DATA_DIR is sound; otherwise print "
-                    "one line per problem and exit 1.")
+                    "one line per problem (stdout) and exit 1. Implausible but usable audio "
+                    "(low sample rate, mis-scaled peak, silence, a container its .wav name "
+                    "does not say) is printed as 'caa check: warning: ...' on stderr.")
     c.add_argument("data_dir", metavar="DATA_DIR", type=Path)
     c.add_argument("--quick", action="store_true",
-                   help="skip decoding the audio (no silence test); headers are still read")
+                   help="skip decoding the audio (no NaN, peak or silence test); headers are "
+                        "still read")
     c.add_argument("--progress", action="store_true", help="show a progress bar")
     c.set_defaults(func=_check)
 
@@ -89,14 +92,20 @@ def _explain_mismatch(out_dir: Path, settings: str) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from ..datasets import check_dataset, read_dataset, summarize
+    from ..datasets import check_dataset_report, read_dataset, summarize
 
-    problems = check_dataset(args.data_dir, deep=not args.quick, progress=args.progress)
-    if problems:
-        for line in problems:
+    report = check_dataset_report(args.data_dir, deep=not args.quick, progress=args.progress)
+    for line in report.warnings:
+        print(f"caa check: warning: {line}", file=sys.stderr)
+    n_warn = len(report.warnings)
+    warned = f"{n_warn} warning{'s' * (n_warn != 1)}"
+    if report.problems:
+        for line in report.problems:
             print(line)
-        print(f"caa check: {len(problems)} problem{'s' * (len(problems) > 1)} in "
-              f"{args.data_dir}", file=sys.stderr)
+        n = len(report.problems)
+        print(f"caa check: {n} problem{'s' * (n > 1)}, {warned} in {args.data_dir}",
+              file=sys.stderr)
         return 1
-    print(f"OK {args.data_dir}: {summarize(read_dataset(args.data_dir))}")
+    tail = f" ({warned} on stderr)" if n_warn else ""
+    print(f"OK {args.data_dir}: {summarize(read_dataset(args.data_dir))}{tail}")
     return 0

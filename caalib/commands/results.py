@@ -1,19 +1,54 @@
 """``caa tables``, ``caa figures``, ``caa compare`` and ``caa paper-check``.
 
 Thin wrappers: everything they do is in caalib.results and caalib.stats so notebooks
-call the same code.
+call the same code. A run the readers skip (misplaced, misnamed, a duplicate) comes as
+a :class:`caalib.rundir.RunStoreWarning`; each is printed as one line,
+``caa <command>: warning: <message>``, on standard error.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from ..errors import CaaError
+from ..rundir import RunStoreWarning
+
+
+@contextlib.contextmanager
+def _run_store_warnings(command: str) -> Iterator[None]:
+    """Print every RunStoreWarning raised meanwhile as one line (even on failure)."""
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RunStoreWarning)
+            yield
+    finally:
+        for w in caught:
+            if issubclass(w.category, RunStoreWarning):
+                print(f"caa {command}: warning: {' '.join(str(w.message).split())}",
+                      file=sys.stderr)
+            else:  # anything else goes where it would have gone
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+
+
+def _with_warnings(command: str, func: Callable[[argparse.Namespace], int]
+                   ) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        with _run_store_warnings(command):
+            return func(args)
+    return run
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("tables", help="Tables I-III (ours beside the paper's) from a results dir")
+    p = sub.add_parser("tables", help="Tables I-III (ours beside the paper's) from a results dir",
+                       description="Tables I-III and per-run tables from the finished runs "
+                       "directly under RESULTS_DIR/runs. The output directory is replaced "
+                       "whole (table*.csv/md, runs/, per-profile folders); other files in "
+                       "it are kept. On failure the previous output stays as it was.")
     p.add_argument("results_dir", type=Path)
     p.add_argument("--out", type=Path, default=None, help="default: RESULTS_DIR/tables")
     p.add_argument("--layers", choices=("paper", "ours"), default="paper",
@@ -21,21 +56,25 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "layers (default) or our own")
     p.add_argument("--profile", default=None, help="only runs of this training profile")
     p.add_argument("--no-per-run", action="store_true", help="skip per-run tables")
-    p.set_defaults(func=_tables)
+    p.set_defaults(func=_with_warnings("tables", _tables))
 
-    p = sub.add_parser("figures", help="Figs. 5-7 and training curves from a results dir")
+    p = sub.add_parser("figures", help="Figs. 5-7 and training curves from a results dir",
+                       description="Figs. 5-7 and training curves from the finished runs "
+                       "directly under RESULTS_DIR/runs. The figures (fig5-*, fig6, fig7, "
+                       "training_curves) are replaced all at once; other files in the output "
+                       "directory are kept. On failure the previous output stays as it was.")
     p.add_argument("results_dir", type=Path)
     p.add_argument("--out", type=Path, default=None, help="default: RESULTS_DIR/figures")
     p.add_argument("--profile", default=None, help="only runs of this training profile")
     p.add_argument("--run", type=Path, default=None,
                    help="run for Figs. 6 and 7 (default: best Avg among finished runs)")
-    p.set_defaults(func=_figures)
+    p.set_defaults(func=_with_warnings("figures", _figures))
 
     p = sub.add_parser("compare", help="McNemar's exact test on two runs' predictions")
     p.add_argument("run1", type=Path)
     p.add_argument("run2", type=Path)
     p.add_argument("--device", choices=("a", "b", "c"), default=None)
-    p.set_defaults(func=_compare)
+    p.set_defaults(func=_with_warnings("compare", _compare))
 
     p = sub.add_parser("paper-check", help="consistency of the paper's tables and its z-tests")
     p.set_defaults(func=_paper_check)
@@ -52,30 +91,10 @@ def _tables(args: argparse.Namespace) -> int:
 
 
 def _figures(args: argparse.Namespace) -> int:
-    from ..results.figures import fig5, fig6, fig7, training_curves
-    from ..results.runs import load_runs
+    from ..results.figures import write_figures
 
     out = args.out or args.results_dir / "figures"
-    runs = load_runs(args.results_dir)
-    if args.profile:
-        runs = runs[runs["profile"] == args.profile]
-    if runs.empty:
-        raise CaaError(f"{args.results_dir}: no finished runs")
-    made = []
-    for dataset in sorted(set(runs["dataset"])):
-        sub = runs[(runs["dataset"] == dataset) & (runs["strategy"] == "teacher_forcing")]
-        if not sub.empty:
-            made += fig5(runs, out, dataset=dataset, name=f"fig5-{dataset}").values()
-    best = Path(args.run) if args.run else Path(runs.loc[runs["acc_avg"].idxmax(), "path"])
-    made += fig6(best, out).values()
-    with_att = [best] if (best / "attention.npz").is_file() else [
-        Path(p) for p in runs.sort_values("acc_avg", ascending=False)["path"]
-        if (Path(p) / "attention.npz").is_file()]
-    if with_att:
-        made += fig7(with_att[0], out).values()
-    hist = [Path(p) for p in runs["path"] if (Path(p) / "history.csv").is_file()]
-    if hist:
-        made += training_curves(hist, out).values()
+    made, best = write_figures(args.results_dir, out, profile=args.profile, run=args.run)
     print(f"wrote {len(made)} files to {out} (Figs. 6/7 from {best.name})")
     return 0
 

@@ -21,6 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="dcase2018 or dcase2019 (default: the layout of --data)")
     p.add_argument("--results", default="results", help="results directory")
     p.add_argument("--figures", default="figures", help="figures directory")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="runs trained at once (default: the CPUs this process may use, at "
+                        "most 4); the numbers do not depend on it")
     p.add_argument(
         "--only", nargs="*", default=None, metavar="NN",
         help="run only the notebooks whose names start with these prefixes",
@@ -39,6 +42,7 @@ def _run(args: argparse.Namespace) -> int:
         results_dir=args.results,
         figures_dir=args.figures,
         only=args.only,
+        jobs=args.jobs,
     )
     total = time.perf_counter() - start
     print(f"[study] {len(result.executed)} notebooks in {total:.0f} s")

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
+from typing import Any
 
 from ..constants import DEVICES
 from ..errors import ConfigError
@@ -53,6 +56,8 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fast", action=argparse.BooleanOptionalAction, default=True,
                    help="on CUDA: channels_last, fused Adam, and bf16 when --precision auto")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--cpu-threads", type=int, default=1,
+                   help="torch threads on the CPU; part of the run's identity (default 1)")
     p.add_argument("--force", action="store_true", help="retrain even if the run is done")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True, help="run directory")
@@ -68,6 +73,7 @@ def _train(args: argparse.Namespace) -> int:
         lr_decay=args.lr_decay, lambda_mode=args.lambda_mode, attention=args.attention,
         device=args.accelerator, fast=args.fast, compile=args.compile,
         resampler=args.resampler, precision=args.precision, tf32=args.tf32,
+        cpu_threads=args.cpu_threads,
     )
     if args.iterations is not None:
         overrides["iterations"] = args.iterations
@@ -76,12 +82,53 @@ def _train(args: argparse.Namespace) -> int:
     if Path(args.data).is_dir():
         overrides["dataset"] = detect_layout(args.data)
     config = TrainConfig.from_profile(args.profile, **overrides)
+    note = cpu_time_note([config])
+    if note:
+        print(f"caa train: note: {note}", file=sys.stderr)
     metrics = train(config, args.out, data_dir=args.data, force=args.force,
                     progress=not args.no_progress)
     print(f"[train] {config.run_name}: {summary_line(metrics)} "
           f"({metrics.get('iterations')} iterations, {metrics.get('wall_time_s', 0):.1f} s)")
     print(f"[train] run directory: {args.out}")
     return 0
+
+
+def cpu_time_note(configs: list[Any]) -> str | None:
+    """For paper-size runs that would train on the CPU: their training FLOPs and a lower
+    bound on the time at this CPU's measured fp32 matmul rate (None otherwise)."""
+    import time
+
+    import torch
+
+    from ..accelerator import resolve_torch_device
+    from ..summary import model_summary
+
+    heavy = [c for c in configs if c.profile == "paper"
+             and resolve_torch_device(c.device, field="device").type == "cpu"]
+    if not heavy:
+        return None
+    flops = 0.0
+    for c in heavy:
+        summary = model_summary(dict(
+            topology=c.topology, pooling=c.pooling, strategy=c.strategy,
+            cond_layer=c.cond_layer, width=c.width, n_frames=c.max_frames or 320))
+        flops += c.iterations * c.batch_size * summary.training_flops_per_sample
+    threads = torch.get_num_threads()
+    torch.set_num_threads(heavy[0].cpu_threads)
+    try:
+        a = torch.randn(512, 512)
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < 0.3:
+            a @ a
+            n += 1
+        rate = n * 2 * 512**3 / (time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(threads)
+    hours = flops / rate / 3600
+    return (f"{len(heavy)} paper-size run(s) on the CPU: {flops / 1e15:.1f} PFLOP of training; "
+            f"at this CPU's measured fp32 matmul rate ({rate / 1e9:.0f} GFLOP/s with "
+            f"{heavy[0].cpu_threads} thread(s)) that is at least {hours:.1f} h, evaluation "
+            "not counted. A GPU, or --profile demo, is the practical route")
 
 
 def _add_recipe_flags(p: argparse.ArgumentParser) -> None:
@@ -121,13 +168,26 @@ def _register_sweep(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ray-address", default=None,
                    help="an existing Ray cluster (auto, HOST:6379, ray://HOST:10001); "
                         "default: start a local Ray instance over this machine")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="runs trained at once by the local executor, each in its own "
+                        "process with --cpu-threads threads (results equal --jobs 1's)")
+    p.add_argument("--cpu-threads", type=int, default=1,
+                   help="torch threads of each CPU run; part of a run's identity because "
+                        "CPU numbers depend on it (default 1)")
     p.add_argument("--gpus-per-run", type=float, default=None,
                    help="GPUs per Ray task (fractions allowed; default 1 when GPUs exist)")
     p.set_defaults(func=_sweep)
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from ..training.sweep import TABLE_DATASET, enumerate_runs, parse_models, plan_frame, run_sweep
+    from ..training.sweep import (
+        TABLE_DATASET,
+        SweepFailed,
+        enumerate_runs,
+        parse_models,
+        plan_frame,
+        run_sweep,
+    )
 
     dataset = TABLE_DATASET[args.table]
     if Path(args.data).is_dir():
@@ -140,14 +200,22 @@ def _sweep(args: argparse.Namespace) -> int:
         dataset = layout
     configs = enumerate_runs(args.table, args.profile, dataset, seeds=args.seeds,
                              models=parse_models(args.models), resampler=args.resampler,
-                             precision=args.precision)
-    plan = plan_frame(configs, args.results)
+                             precision=args.precision, cpu_threads=args.cpu_threads)
     if args.dry_run:
+        plan = plan_frame(configs, args.results, args.data)
         for row in plan.itertuples():
             print(f"{row.status:8s} {row.run_name}")
         counts = plan["status"].value_counts().to_dict()
         print(f"[sweep] {len(plan)} runs: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
         return 0
+    note = cpu_time_note(configs)
+    if note:
+        print(f"caa sweep: note: {note}", file=sys.stderr)
+    if args.executor == "ray" and args.jobs != 1:
+        raise ConfigError("--jobs is the local executor's; Ray schedules its own tasks")
+    if args.jobs * args.cpu_threads > (os.cpu_count() or 1):
+        print(f"[sweep] note: --jobs {args.jobs} x --cpu-threads {args.cpu_threads} exceeds "
+              f"the {os.cpu_count()} CPUs here; runs will compete (results are unchanged)")
     if args.executor == "ray":
         from ..cluster import run_sweep_ray
 
@@ -156,10 +224,25 @@ def _sweep(args: argparse.Namespace) -> int:
     else:
         if args.ray_address or args.gpus_per_run is not None:
             raise ConfigError("--ray-address and --gpus-per-run need --executor ray")
-        summary = run_sweep(configs, args.results, args.data, progress=not args.no_progress)
-    ran = int((summary["status"] == "ran").sum())
-    print(f"[sweep] Table {args.table}: {len(summary)} runs ({ran} trained, "
-          f"{len(summary) - ran} already done) in {summary.attrs['wall_time_s']:.0f} s")
-    cols = ["run_name", "acc_a", "acc_b", "acc_c", "acc_avg"]
-    print(summary[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        try:
+            summary = run_sweep(configs, args.results, args.data, progress=not args.no_progress,
+                                jobs=args.jobs)
+        except SweepFailed as exc:
+            _print_summary(args.table, exc.summary)
+            raise
+    _print_summary(args.table, summary)
     return 0
+
+
+def _print_summary(table: str, summary: Any) -> None:
+    counts = summary["status"].value_counts().to_dict()
+    said = ", ".join(f"{counts[k]} {label}" for k, label in (
+        ("ran", "trained"), ("skipped", "already done"), ("locked", "left to another process"),
+        ("failed", "failed")) if counts.get(k))
+    wall = summary.attrs.get("wall_time_s", 0.0)
+    print(f"[sweep] Table {table}: {len(summary)} runs ({said}) in {wall:.0f} s")
+    for row in summary.itertuples():
+        if row.status in ("locked", "failed"):
+            print(f"[sweep] {row.status}: {row.run_name}: {row.error}")
+    cols = ["run_name", "status", "acc_a", "acc_b", "acc_c", "acc_avg"]
+    print(summary[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))

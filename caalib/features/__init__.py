@@ -5,14 +5,17 @@ the same numbers in batches; `extract_features` / `load_features` manage the per
 cache the training reads; `fit_standardiser` / `standardise` normalise each mel bin.
 """
 
-from .audio import read_clip, resample
+from .audio import ImplausibleAudioWarning, read_clip, resample
 from .cache import (
     FeatureSet,
     SilentClipWarning,
+    dataset_fingerprint,
     default_feature_path,
     extract_features,
     fingerprint,
+    load_feature_fingerprint,
     load_features,
+    verify_features,
 )
 from .fast import LogMel, density_scale, logmel
 from .recipe import (
@@ -41,13 +44,16 @@ __all__ = [
     "RESAMPLERS",
     "SAMPLE_RATE",
     "FeatureSet",
+    "ImplausibleAudioWarning",
     "LogMel",
     "SilentClipWarning",
+    "dataset_fingerprint",
     "default_feature_path",
     "density_scale",
     "extract_features",
     "fingerprint",
     "fit_standardiser",
+    "load_feature_fingerprint",
     "load_features",
     "logmel",
     "mel_matrix",
@@ -57,4 +63,5 @@ __all__ = [
     "reference_logmel",
     "resample",
     "standardise",
+    "verify_features",
 ]

@@ -7,18 +7,17 @@ soundfile's cffi calls) and soxr both release the GIL, so threads decode in para
 from __future__ import annotations
 
 import functools
-import math
 import os
-import struct
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import soundfile as sf
 import soxr
 
+from ..datasets import inspect_clip, wav_chunk_problem
 from ..errors import FeatureError
-from .recipe import DEFAULT_RESAMPLER, N_FFT, SAMPLE_RATE, check_resampler, mono
+from .recipe import DEFAULT_RESAMPLER, SAMPLE_RATE, check_resampler, mono
 
 
 def resample(x: np.ndarray, sr: int, resampler: str = DEFAULT_RESAMPLER) -> np.ndarray:
@@ -50,8 +49,6 @@ RELEASED_KAISER_BEST = {"precision": 512, "rolloff": 0.9475937167399596, "n_taps
 @functools.cache
 def _released_resampy() -> Any:
     """resampy, after checking that its ``kaiser_best`` is the released environment's."""
-    import warnings
-
     with warnings.catch_warnings():  # resampy 0.2 imports pkg_resources, which warns
         warnings.simplefilter("ignore")
         import resampy
@@ -66,61 +63,41 @@ def _released_resampy() -> Any:
     return resampy
 
 
+class ImplausibleAudioWarning(UserWarning):
+    """A clip is usable but implausible for a DCASE set (sample rate, peak, container,
+    channels, near-silence); the message is the line ``caa check`` prints for it."""
+
+
 def check_wav_complete(path: Path) -> None:
     """Raise if a RIFF/WAVE file's data chunk claims more bytes than the file holds.
 
     libsndfile silently returns the samples that are there when a WAV is cut short,
-    so a truncated copy would otherwise pass as a shorter clip.
+    so a truncated copy would otherwise pass as a shorter clip. Files of other formats
+    pass (libsndfile judges them). The test is `caalib.datasets`' own, so `caa check`
+    and the extractor agree.
     """
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        head = f.read(12)
-        if len(head) < 12 or head[8:12] != b"WAVE" or head[:4] not in (b"RIFF", b"RIFX"):
-            return  # not a plain WAV (or too broken): libsndfile will judge it
-        endian = "<" if head[:4] == b"RIFF" else ">"
-        pos = 12
-        while pos + 8 <= size:
-            f.seek(pos)
-            chunk_id, length = struct.unpack(endian + "4sI", f.read(8))
-            if chunk_id == b"data":
-                if length != 0xFFFFFFFF and pos + 8 + length > size:
-                    raise FeatureError(
-                        f"{path}: truncated WAV: data chunk declares {length} bytes, "
-                        f"only {size - pos - 8} present"
-                    )
-                return
-            pos += 8 + length + (length & 1)
+    _, broken = wav_chunk_problem(Path(path))
+    if broken:
+        raise FeatureError(f"{path}: {broken}")
 
 
 def read_clip(path: str | os.PathLike[str], where: str = "",
               resampler: str = DEFAULT_RESAMPLER) -> tuple[np.ndarray, bool]:
     """Mono float64 samples at 44.1 kHz and whether the clip is digital silence.
 
-    ``where`` (e.g. "meta.csv line 7") is added to error messages.
+    The clip is judged by `caalib.datasets.inspect_clip`, as ``caa check`` judges it:
+    a problem raises `FeatureError` with the line check prints, each warning is issued as
+    an `ImplausibleAudioWarning` with that line (all-zero silence only through the
+    returned flag, which the extractor reports as one `SilentClipWarning`). ``where``
+    (e.g. "meta.csv line 7") ends the messages. Safe to call from worker threads.
     """
-    path = Path(path)
-    ctx = f" ({where})" if where else ""
-    if not path.is_file():
-        raise FeatureError(f"{path}: audio file does not exist{ctx}")
-    if path.stat().st_size == 0:
-        raise FeatureError(f"{path}: empty file (0 bytes), not audio{ctx}")
-    try:
-        check_wav_complete(path)
-        audio, sr = sf.read(path, dtype="float64", always_2d=True)
-    except FeatureError as exc:
-        raise FeatureError(f"{exc}{ctx}") from exc
-    except (sf.SoundFileError, RuntimeError, OSError, ValueError, struct.error) as exc:
-        raise FeatureError(f"{path}: cannot read audio{ctx}: {exc}") from exc
-    if audio.shape[0] == 0:
-        raise FeatureError(f"{path}: audio file holds no samples{ctx}")
-    if not np.all(np.isfinite(audio)):
-        raise FeatureError(f"{path}: audio holds NaN or infinite samples{ctx}")
+    clip = inspect_clip(path, where)
+    if clip.problems:
+        raise FeatureError(str(clip.problems[0]))
+    for finding in clip.warnings:
+        if finding.kind != "silent":
+            warnings.warn(str(finding), ImplausibleAudioWarning, stacklevel=2)
+    audio = clip.samples
+    assert audio is not None  # decoded and usable when there is no problem
     silent = not np.any(audio)
-    x = resample(mono(audio), sr, resampler)
-    if x.shape[0] < N_FFT:
-        raise FeatureError(
-            f"{path}: clip too short{ctx}: {audio.shape[0]} samples at {sr} Hz give "
-            f"{x.shape[0]} at {SAMPLE_RATE} Hz, one frame needs {N_FFT} "
-            f"({math.ceil(N_FFT / SAMPLE_RATE * 1000)} ms)"
-        )
-    return x, silent
+    return resample(mono(audio), clip.rate, resampler), silent

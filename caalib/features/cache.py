@@ -105,27 +105,99 @@ def _read_meta(data_dir: Path) -> pd.DataFrame:
     return df
 
 
-def fingerprint(data_dir: Path, meta: pd.DataFrame) -> str:
-    """Hash of meta.csv's bytes and every listed clip's name, size and mtime_ns."""
-    meta_path = data_dir / "meta.csv"
+#: What a feature file records of each input clip: its stat (to trust the stored
+#: digest quickly) and the SHA-256 of its bytes (what identity is decided on).
+STAT_FIELDS: tuple[str, ...] = ("size", "mtime_ns", "ctime_ns", "ino")
+
+
+def _stat_row(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+def _stat(path: Path, meta_path: Path, line: int) -> os.stat_result:
+    try:
+        return path.stat()
+    except OSError as exc:
+        raise FeatureError(
+            f"{path}: audio file listed in {meta_path}{f' line {line}' if line else ''} "
+            f"does not exist or cannot be read ({exc.strerror})"
+        ) from exc
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes (read in 1 MiB blocks)."""
     h = hashlib.sha256()
     try:
-        h.update(meta_path.read_bytes())
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    except OSError as exc:
+        raise FeatureError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    return h.hexdigest()
+
+
+def content_fingerprint(meta_bytes: bytes, names: Sequence[str], digests: Sequence[str]) -> str:
+    """The features' inputs by content: meta.csv's bytes and each listed clip's name and
+    SHA-256. Timestamps play no part, so a copy of the dataset has the same fingerprint
+    and a clip replaced in place (size and mtime kept) does not."""
+    h = hashlib.sha256(meta_bytes)
+    for name, digest in zip(names, digests, strict=True):
+        h.update(f"\0{name}\0{digest}".encode())
+    return h.hexdigest()
+
+
+def _meta_bytes(data_dir: Path) -> bytes:
+    meta_path = data_dir / "meta.csv"
+    try:
+        return meta_path.read_bytes()
     except OSError as exc:
         raise FeatureError(f"{meta_path}: cannot read: {exc}") from exc
+
+
+def fingerprint(data_dir: Path, meta: pd.DataFrame,
+                known: dict[str, tuple[tuple[int, int, int, int], str]] | None = None) -> str:
+    """:func:`content_fingerprint` of ``data_dir`` as it is now.
+
+    ``known`` maps a clip name to (stat, digest) recorded earlier: a clip whose size,
+    mtime, ctime and inode all match keeps its recorded digest (a content change that
+    restores size and mtime still moves ctime), any other clip is hashed again.
+    """
+    data_dir = Path(data_dir)
+    known = known or {}
+    meta_path = data_dir / "meta.csv"
     lines = meta["_line"] if "_line" in meta else [0] * len(meta)
-    for name, line in zip(meta["filename"], lines, strict=True):
+    names = [str(n) for n in meta["filename"]]
+    digests = []
+    for name, line in zip(names, lines, strict=True):
         path = data_dir / name
-        try:
-            st = path.stat()
-        except OSError as exc:
-            raise FeatureError(
-                f"{path}: audio file listed in {meta_path}{f' line {line}' if line else ''} "
-                f"does not exist "
-                f"or cannot be read ({exc.strerror})"
-            ) from exc
-        h.update(f"\0{name}\0{st.st_size}\0{st.st_mtime_ns}".encode())
+        st = _stat(path, meta_path, int(line))
+        rec = known.get(name)
+        digests.append(rec[1] if rec is not None and rec[0] == _stat_row(st)
+                       else file_digest(path))
+    return content_fingerprint(_meta_bytes(data_dir), names, digests)
+
+
+def dataset_fingerprint(data_dir: str | os.PathLike[str], feature_fingerprint: str) -> str:
+    """A run's data identity: the features' input fingerprint plus the split files
+    (``evaluation_setup/``), which decide what a run trains and is scored on."""
+    setup = Path(data_dir) / "evaluation_setup"
+    h = hashlib.sha256(feature_fingerprint.encode())
+    for path in sorted(setup.glob("*")) if setup.is_dir() else []:
+        if path.is_file():
+            h.update(f"\0{path.name}\0".encode())
+            h.update(path.read_bytes())
     return h.hexdigest()
+
+
+def _recorded_inputs(h5: h5py.File) -> dict[str, tuple[tuple[int, int, int, int], str]]:
+    """Per-clip stat and digest a feature file recorded ({} for files without them)."""
+    if "input_sha256" not in h5 or "input_stat" not in h5:
+        return {}
+    names = h5["filename"].asstr()[()]
+    digests = h5["input_sha256"].asstr()[()]
+    stats = h5["input_stat"][()]
+    return {str(n): (tuple(int(v) for v in st), str(d))
+            for n, d, st in zip(names, digests, stats, strict=True)}
 
 
 def _check_output(out: Path) -> None:
@@ -142,6 +214,10 @@ def _check_output(out: Path) -> None:
             and not h5py.is_hdf5(out)):
         raise FeatureError(f"{out}: exists and is not an HDF5 feature file; refusing to "
                            "overwrite it (remove it or choose another output path)")
+    if out.is_file() and h5py.is_hdf5(out) and not _is_our_feature_file(out):
+        raise FeatureError(f"{out}: exists and is an HDF5 file this study did not write "
+                           "(no feature-file marker); refusing to overwrite it (remove it "
+                           "or choose another output path)")
     parent = out.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
@@ -151,6 +227,15 @@ def _check_output(out: Path) -> None:
     if not os.access(parent, os.W_OK | os.X_OK):
         raise FeatureError(f"{out}: cannot write the output: directory {parent} is not "
                            "writable")
+
+
+def _is_our_feature_file(path: Path) -> bool:
+    """Written by ``extract_features`` (any version): it carries the recipe it used."""
+    try:
+        with h5py.File(path, "r") as h5:
+            return "caalib_feature_file" in h5.attrs or "settings_json" in h5.attrs
+    except Exception:  # damaged beyond reading: nobody's data, safe to rebuild
+        return True
 
 
 #: A temporary younger than this is left alone even when unlocked (HDF5 locking can be
@@ -187,40 +272,84 @@ def _remove_stale_temps(out: Path) -> list[Path]:
     return removed
 
 
-def _cache_is_current(path: Path, fp: str, settings: str, n_clips: int) -> bool:
+def _cache_is_current(path: Path, data_dir: Path, meta: pd.DataFrame, settings: str) -> bool:
+    """Whether ``path`` holds this recipe's features of exactly these inputs, by content."""
     if not path.is_file():
         return False
     try:
         with h5py.File(path, "r") as h5:
-            return (
-                h5.attrs.get("fingerprint") == fp
-                and h5.attrs.get("settings_json") == settings
-                and "feature" in h5
-                and h5["feature"].shape[0] == n_clips
-            )
+            if (h5.attrs.get("settings_json") != settings or "feature" not in h5
+                    or h5["feature"].shape[0] != len(meta)):
+                return False
+            stored, known = h5.attrs.get("fingerprint"), _recorded_inputs(h5)
     except Exception:  # unreadable or foreign file: rebuild it
         return False
+    if not known:
+        return False
+    return stored == fingerprint(data_dir, meta, known)
+
+
+def load_feature_fingerprint(path: str | os.PathLike[str]) -> str:
+    """The input fingerprint a feature file records (FeatureError when it has none)."""
+    try:
+        with h5py.File(path, "r") as h5:
+            fp = h5.attrs.get("fingerprint")
+    except Exception as exc:
+        raise FeatureError(f"{path}: cannot read feature file: {exc}") from exc
+    if not fp:
+        raise FeatureError(f"{path}: records no input fingerprint; re-extract it")
+    return str(fp)
+
+
+def verify_features(path: str | os.PathLike[str],
+                    data_dir: str | os.PathLike[str]) -> str:
+    """The content fingerprint of feature file ``path`` after checking that it still
+    describes ``data_dir`` (FeatureError naming both when not): what a run trains on."""
+    path, data_dir = Path(path), Path(data_dir)
+    meta = _read_meta(data_dir)
+    try:
+        with h5py.File(path, "r") as h5:
+            stored, known = h5.attrs.get("fingerprint"), _recorded_inputs(h5)
+    except Exception as exc:
+        raise FeatureError(f"{path}: cannot read feature file: {exc}") from exc
+    if not known or stored != fingerprint(data_dir, meta, known):
+        raise FeatureError(
+            f"{path}: does not hold the features of {data_dir} as it is now (clips, "
+            "meta.csv or recipe changed since it was made); re-extract it "
+            "(caa features DATA_DIR --force) or omit it to use the dataset's own cache"
+        )
+    return str(stored)
 
 
 # -------------------------------------------------------------------------------- extraction
 
 
+def _read_one(path: Path, where: str,
+              resampler: str) -> tuple[np.ndarray, bool, str, tuple[int, int, int, int]]:
+    """Digest the clip's bytes (stat taken first, so a write racing the read is seen as a
+    change next time), then decode it (the second read comes from the page cache)."""
+    st = _stat_row(path.stat()) if path.exists() else (0, 0, 0, 0)
+    digest = file_digest(path) if path.is_file() else ""
+    x, silent = read_clip(path, where, resampler)
+    return x, silent, digest, st
+
+
 def _prefetch(
     pool: ThreadPoolExecutor, jobs: Sequence[tuple[Path, str]], lookahead: int,
     resampler: str = DEFAULT_RESAMPLER,
-) -> Iterator[tuple[np.ndarray, bool]]:
+) -> Iterator[tuple[np.ndarray, bool, str, tuple[int, int, int, int]]]:
     """Decoded clips in order, keeping at most ``lookahead`` decodes in flight (bounded memory)."""
-    pending: deque[Future[tuple[np.ndarray, bool]]] = deque()
+    pending: deque[Future[Any]] = deque()
     it = iter(jobs)
     for job in it:
-        pending.append(pool.submit(read_clip, *job, resampler))
+        pending.append(pool.submit(_read_one, *job, resampler))
         if len(pending) >= lookahead:
             break
     while pending:
         result = pending.popleft().result()
         nxt = next(it, None)
         if nxt is not None:
-            pending.append(pool.submit(read_clip, *nxt, resampler))
+            pending.append(pool.submit(_read_one, *nxt, resampler))
         yield result
 
 
@@ -254,7 +383,6 @@ def _build(
     tmp: Path,
     data_dir: Path,
     meta: pd.DataFrame,
-    fp: str,
     *,
     batch_size: int,
     workers: int,
@@ -268,7 +396,10 @@ def _build(
     jobs = [(data_dir / f, f"{meta_path} line {no}") for f, no in zip(names, meta["_line"],
                                                                         strict=True)]
     module = LogMel().to(device)
+    meta_bytes = _meta_bytes(data_dir)
     silent: list[str] = []
+    digests: list[str] = []
+    stats: list[tuple[int, int, int, int]] = []
     first: tuple[str, int, int] | None = None  # name, frames, samples of the first clip
     n = len(names)
     with h5py.File(tmp, "w") as h5:
@@ -282,8 +413,10 @@ def _build(
         try:
             batch: list[np.ndarray] = []
             start = 0
-            for i, (x, is_silent) in enumerate(_prefetch(pool, jobs, batch_size + 2 * workers,
-                                                     resampler)):
+            for i, (x, is_silent, digest, st) in enumerate(
+                    _prefetch(pool, jobs, batch_size + 2 * workers, resampler)):
+                digests.append(digest)
+                stats.append(st)
                 frames = n_frames(x.shape[0])
                 if first is None:
                     first = (names[i], frames, x.shape[0])
@@ -314,7 +447,12 @@ def _build(
         for key, value in recipe(resampler).items():
             h5.attrs[key] = value
         h5.attrs["settings_json"] = settings_json(resampler)
-        h5.attrs["fingerprint"] = fp
+        h5.attrs["fingerprint"] = content_fingerprint(meta_bytes, names, digests)
+        h5.create_dataset("input_sha256", data=np.array(digests, dtype=object),
+                          dtype=str_dtype)
+        h5.create_dataset("input_stat", data=np.array(stats, dtype=np.int64))
+        h5["input_stat"].attrs["columns"] = ",".join(STAT_FIELDS)
+        h5.attrs["caalib_feature_file"] = 1  # marks files this project wrote
         h5.attrs["caalib_version"] = __version__
         h5.attrs["n_clips"] = n
         h5.attrs["n_frames"] = first[1] if first else 0
@@ -367,8 +505,7 @@ def extract_features(
     meta = _read_meta(data_dir)
     _check_output(out)
     _remove_stale_temps(out)
-    fp = fingerprint(data_dir, meta)
-    if not force and _cache_is_current(out, fp, settings_json(resampler), len(meta)):
+    if not force and _cache_is_current(out, data_dir, meta, settings_json(resampler)):
         msg = f"reusing {out}: inputs and recipe unchanged"
         log.info(msg)
         if progress:
@@ -378,7 +515,7 @@ def extract_features(
         return out
     try:
         with atomic_path(out) as tmp:
-            silent = _build(tmp, data_dir, meta, fp, batch_size=batch_size, workers=workers,
+            silent = _build(tmp, data_dir, meta, batch_size=batch_size, workers=workers,
                             device=dev, progress=progress, resampler=resampler)
     except OSError as exc:
         raise FeatureError(f"{out}: cannot write feature file: {exc}") from exc

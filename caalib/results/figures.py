@@ -7,7 +7,7 @@ in the paper (``caalib.constants.SCENE_TITLES``).
 
 from __future__ import annotations
 
-import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,8 +16,10 @@ import pandas as pd
 
 from ..constants import DEVICES, SCENE_INDEX, SCENE_TITLES, SCENES
 from ..errors import CaaError
+from ..rundir import check_run, read_attention, read_history, read_metrics, runs_root
+from .output import relocate, staged_output
 from .paper import NETWORK_TITLES, NETWORKS, POOLINGS, load_paper_table
-from .runs import RunStoreError
+from .runs import load_runs
 from .style import DEVICE_COLORS, DEVICE_LABELS, apply_style, plt, save_figure, sns
 
 #: The paper's short pooling labels in Fig. 5.
@@ -83,32 +85,17 @@ def _pick(d: pd.DataFrame, group: tuple[str, int], dev: str, col: str) -> float:
     return float(d.loc[m, col].iloc[0]) if m.any() else np.nan
 
 
-def _read_metrics(run_dir: Path) -> dict:
-    path = run_dir / "metrics.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise RunStoreError(f"{path}: missing") from exc
-    except json.JSONDecodeError as exc:
-        raise RunStoreError(f"{path}, line {exc.lineno}: invalid JSON ({exc.msg})") from exc
-
-
 def fig6(run_dir: str | Path, out_dir: str | Path, *, name: str = "fig6") -> dict[str, Path]:
     """Row-normalised confusion matrices on devices A, B and C of one run, annotated."""
     run_dir = Path(run_dir)
-    conf = _read_metrics(run_dir).get("confusion") or {}
+    conf = read_metrics(run_dir)["confusion"]  # checked: 10 x 10 counts per device
     devs = [d for d in DEVICES if d in conf]
-    if not devs:
-        raise RunStoreError(f"{run_dir / 'metrics.json'}: no confusion matrices")
     titles = [SCENE_TITLES[s] for s in SCENES]
     rows = []
     apply_style()
     fig, axes = plt.subplots(1, len(devs), figsize=(6.2 * len(devs), 5.6), squeeze=False)
     for ax, dev in zip(axes[0], devs, strict=True):
         cm = np.asarray(conf[dev], dtype=float)
-        if cm.shape != (len(SCENES), len(SCENES)):
-            raise RunStoreError(f"{run_dir / 'metrics.json'}: confusion.{dev} has shape "
-                                f"{cm.shape}, expected {(len(SCENES), len(SCENES))}")
         with np.errstate(invalid="ignore", divide="ignore"):
             norm = cm / cm.sum(axis=1, keepdims=True)
         for i, t in enumerate(SCENES):
@@ -127,21 +114,6 @@ def fig6(run_dir: str | Path, out_dir: str | Path, *, name: str = "fig6") -> dic
     return save_figure(fig, out_dir, name, pd.DataFrame(rows))
 
 
-def _load_attention(run_dir: Path) -> dict[str, np.ndarray]:
-    path = run_dir / "attention.npz"
-    if not path.is_file():
-        raise RunStoreError(f"{path}: missing (only attention heads record it)")
-    with np.load(path, allow_pickle=False) as z:
-        need = {"attention", "filename", "device", "scene_label"}
-        missing = need - set(z.files)
-        if missing:
-            raise RunStoreError(f"{path}: missing array(s) {sorted(missing)}")
-        out = {k: z[k] for k in z.files}
-    if out["attention"].ndim != 4 or len(out["attention"]) != len(out["device"]):
-        raise RunStoreError(f"{path}: attention must be (N, K, T', F') with N = len(device)")
-    return out
-
-
 def fig7(run_dir: str | Path, out_dir: str | Path, *, name: str = "fig7") -> dict[str, Path]:
     """Attention heat maps: devices (rows) x scenes (columns), time across, mel bins up.
 
@@ -151,11 +123,9 @@ def fig7(run_dir: str | Path, out_dir: str | Path, *, name: str = "fig7") -> dic
     themselves are in attention.npz.
     """
     run_dir = Path(run_dir)
-    z = _load_attention(run_dir)
+    z = read_attention(run_dir)  # checked: shapes, rows, scenes and devices
     att = z["attention"]
-    devices = z["device"].astype(str)
-    scenes = z["scene_label"].astype(str)
-    predicted = z["predicted"].astype(str) if "predicted" in z else np.full(len(scenes), "")
+    devices, scenes, predicted = z["device"], z["scene_label"], z["predicted"]
     apply_style()
     fig, axes = plt.subplots(len(DEVICES), len(SCENES), figsize=(2.0 * len(SCENES), 5.4),
                              squeeze=False, sharex=True, sharey=True)
@@ -241,17 +211,7 @@ def training_curves(run_dirs: Sequence[str | Path], out_dir: str | Path, *,
     """Loss and evaluation accuracy (Avg) against iteration for each run's history.csv."""
     frames = []
     for rd in map(Path, run_dirs):
-        path = rd / "history.csv"
-        if not path.is_file():
-            raise RunStoreError(f"{path}: missing")
-        try:
-            h = pd.read_csv(path)
-        except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-            raise RunStoreError(f"{path}: unreadable CSV ({exc})") from exc
-        missing = {"iteration", "loss", "acc_avg"} - set(h.columns)
-        if missing:
-            raise RunStoreError(f"{path}: missing column(s) {sorted(missing)}")
-        frames.append(h.assign(run=rd.name))
+        frames.append(read_history(rd).assign(run=rd.name))
     if not frames:
         raise CaaError("no runs given for training curves")
     data = pd.concat(frames, ignore_index=True)
@@ -265,3 +225,55 @@ def training_curves(run_dirs: Sequence[str | Path], out_dir: str | Path, *,
     ax_a.set(xlabel="iteration", ylabel="Avg accuracy [%]", title="Evaluation (Avg of A, B, C)")
     ax_a.legend(fontsize="x-small")
     return save_figure(fig, out_dir, name, data)
+
+
+#: What ``write_figures`` owns in its output directory (see caalib.results.output).
+_FIGURE_NAMES = re.compile(r"(fig5-.+|fig6|fig7|training_curves)\.(png|pdf|csv)")
+
+
+def owned_by_figures(name: str) -> bool:
+    """Whether ``write_figures`` owns an entry of its output directory."""
+    return _FIGURE_NAMES.fullmatch(name) is not None
+
+
+def write_figures(results_dir: str | Path, out_dir: str | Path, *, profile: str | None = None,
+                  run: str | Path | None = None) -> tuple[list[Path], Path]:
+    """``caa figures``: Fig. 5 per dataset, Figs. 6/7 and the training curves, all or nothing.
+
+    Figs. 6 and 7 come from ``run`` (default: the best Avg among the finished runs; Fig.
+    7 from the best run with attention maps when that one has none). Everything is
+    drawn into a staging directory that then replaces ``out_dir`` whole
+    (:func:`caalib.results.output.staged_output`; files it does not own, see
+    :func:`owned_by_figures`, are kept), so a failure leaves the previous figures as
+    they were. Returns the written paths and the run behind Figs. 6/7.
+    """
+    runs = load_runs(results_dir)
+    if profile:
+        runs = runs[runs["profile"] == profile]
+    if runs.empty:
+        raise CaaError(f"{results_dir}: no finished runs"
+                       + (f" of profile {profile}" if profile else ""))
+    if run is not None:
+        best = Path(run)
+        check_run(best)
+    else:
+        best = Path(runs.loc[runs["acc_avg"].idxmax(), "path"])
+    with_att = [best] if (best / "attention.npz").is_file() else [
+        Path(p) for p in runs.sort_values("acc_avg", ascending=False)["path"]
+        if (Path(p) / "attention.npz").is_file()]
+    hist = [Path(p) for p in runs["path"] if (Path(p) / "history.csv").is_file()]
+    out_dir = Path(out_dir)
+    reads = [results_dir, runs_root(results_dir)] + ([best] if run is not None else [])
+    with staged_output(out_dir, owned_by_figures, reads=reads, what="caa figures") as stage:
+        made: list[Path] = []
+        for dataset in sorted(set(runs["dataset"])):
+            tf = runs[(runs["dataset"] == dataset) & (runs["strategy"] == "teacher_forcing")]
+            if not tf.empty:
+                made += fig5(runs, stage, dataset=dataset, name=f"fig5-{dataset}").values()
+        made += fig6(best, stage).values()
+        if with_att:
+            made += fig7(with_att[0], stage).values()
+        if hist:
+            made += training_curves(hist, stage).values()
+        made = relocate(made, stage, out_dir)
+    return made, best

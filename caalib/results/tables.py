@@ -13,7 +13,6 @@ Avg is the mean of the three device accuracies (per seed, then over seeds).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,8 @@ import pandas as pd
 from ..atomic import write_text
 from ..constants import DEVICES, SCENE_TITLES, SCENES
 from ..errors import CaaError
+from ..rundir import PROFILES, read_metrics, runs_root
+from .output import staged_output
 from .paper import (
     LAYERS,
     NETWORK_TITLES,
@@ -32,7 +33,7 @@ from .paper import (
     TABLE_DEVICES,
     load_paper_table,
 )
-from .runs import RunStoreError, load_runs
+from .runs import load_runs
 
 T1_COLUMNS = ["network", "pooling", "layer", "paper", "ours", "ours_std", "n_seeds", "diff"]
 T23_COLUMNS = ["dataset", "network", "pooling", "strategy", "device", "layer", "paper", "ours",
@@ -187,20 +188,10 @@ def table3(runs: pd.DataFrame, layers: str | dict = "paper", profile: str | None
     return _strategy_table(runs, "dcase2019", "table3", layers, profile, paper_dir)
 
 
-def _metrics(run_dir: str | Path) -> dict:
-    path = Path(run_dir) / "metrics.json"
-    if not path.is_file():
-        raise RunStoreError(f"{path}: missing")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise RunStoreError(f"{path}, line {exc.lineno}: invalid JSON ({exc.msg})") from exc
-
-
 def classwise_table(run_dir: str | Path) -> pd.DataFrame:
     """Class-wise accuracy (percent) per device of one run; last row is the macro mean."""
-    met = _metrics(run_dir)
-    cw = met.get("classwise") or {}
+    met = read_metrics(run_dir)
+    cw = met["classwise"]
     cols = [d for d in DEVICES if d in cw]
     data = {d: [np.nan if cw[d].get(s) is None else 100.0 * cw[d][s] for s in SCENES]
             for d in cols}
@@ -214,8 +205,8 @@ def classwise_table(run_dir: str | Path) -> pd.DataFrame:
 
 def device_table(run_dir: str | Path) -> pd.DataFrame:
     """Accuracy (percent) and clip count per device of one run, with Avg."""
-    met = _metrics(run_dir)
-    acc, n = met.get("accuracy") or {}, met.get("n_eval") or {}
+    met = read_metrics(run_dir)
+    acc, n = met["accuracy"], met["n_eval"]
     rows = [{"device": k, "accuracy": 100.0 * acc[k], "n_eval": n.get(k)}
             for k in (*DEVICES, "avg") if acc.get(k) is not None]
     if rows and rows[-1]["device"] == "avg":
@@ -263,10 +254,21 @@ def wide_markdown(t: pd.DataFrame) -> str:
     return to_markdown(w.fillna("—"))
 
 
-def _write(df: pd.DataFrame, base: Path, md: str | None = None, index: bool = False) -> list[Path]:
-    csv = write_text(base.with_suffix(".csv"), df.to_csv(index=index))
-    mdp = write_text(base.with_suffix(".md"), md if md is not None else to_markdown(df, index))
-    return [csv, mdp]
+#: The top-level names ``write_tables`` owns in its output directory.
+TABLE_FILES: frozenset[str] = frozenset(
+    f"{t}.{ext}" for t in ("table1", "table2", "table3") for ext in ("csv", "md"))
+
+
+def owned_by_tables(name: str) -> bool:
+    """Whether ``write_tables`` owns an entry of its output directory (replaces or
+    removes it): the table files, the per-run ``runs/`` and the per-profile folders."""
+    return name in TABLE_FILES or name == "runs" or name in PROFILES
+
+
+def _texts(df: pd.DataFrame, base: str, md: str | None = None,
+           index: bool = False) -> dict[str, str]:
+    return {f"{base}.csv": df.to_csv(index=index),
+            f"{base}.md": md if md is not None else to_markdown(df, index)}
 
 
 def write_tables(results_dir: str | Path, out_dir: str | Path, *, layers: str = "paper",
@@ -275,27 +277,34 @@ def write_tables(results_dir: str | Path, out_dir: str | Path, *, layers: str = 
     """Write Tables I-III (CSV + Markdown) and per-run class-wise/device tables.
 
     With runs of several profiles and no ``profile`` given, each profile gets its own
-    sub-directory of ``out_dir``. Returns the written paths.
+    sub-directory of ``out_dir``. All or nothing: every table is computed first, then
+    written into a staging directory that replaces ``out_dir`` whole
+    (:func:`caalib.results.output.staged_output`; files of ``out_dir`` the tables do not
+    own, see :func:`owned_by_tables`, are kept). On any failure the previous
+    ``out_dir`` is left as it was. Returns the written paths.
     """
     runs = load_runs(results_dir)
     out_dir = Path(out_dir)
     profiles = [profile] if profile else sorted(runs["profile"].dropna().unique()) or [None]
-    written: list[Path] = []
+    texts: dict[str, str] = {}
     for prof in profiles:
         sub = runs if prof is None else runs[runs["profile"] == prof]
-        d = out_dir / prof if (len(profiles) > 1 and prof) else out_dir
-        t1 = table1(sub, paper_dir=paper_dir)
-        written += _write(t1, d / "table1")
+        d = f"{prof}/" if (len(profiles) > 1 and prof) else ""
+        texts.update(_texts(table1(sub, paper_dir=paper_dir), f"{d}table1"))
         for name, fn in (("table2", table2), ("table3", table3)):
             t = fn(sub, layers=layers, paper_dir=paper_dir)
-            written += _write(t, d / name, md=wide_markdown(t))
+            texts.update(_texts(t, f"{d}{name}", md=wide_markdown(t)))
         if per_run:
             for row in sub.itertuples():
-                rd = d / "runs" / row.name
-                written += _write(classwise_table(row.path), rd / "classwise", index=True)
-                written += _write(device_table(row.path), rd / "device")
-    return written
+                rd = f"{d}runs/{row.name}"
+                texts.update(_texts(classwise_table(row.path), f"{rd}/classwise", index=True))
+                texts.update(_texts(device_table(row.path), f"{rd}/device"))
+    reads = [results_dir, runs_root(results_dir)]
+    with staged_output(out_dir, owned_by_tables, reads=reads, what="caa tables") as stage:
+        for rel, text in texts.items():
+            write_text(stage / rel, text)
+    return [out_dir / rel for rel in texts]
 
 
 __all__ = ["LAYERS", "best_layers", "classwise_table", "device_table", "table1", "table2",
-           "table3", "to_markdown", "wide_markdown", "write_tables"]
+           "table3", "to_markdown", "owned_by_tables", "wide_markdown", "write_tables"]

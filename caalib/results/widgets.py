@@ -14,7 +14,6 @@ assert, in Python and in a browser).
 from __future__ import annotations
 
 import io
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,16 +22,21 @@ from typing import Any
 import numpy as np
 
 from ..constants import DEVICES, SCENE_TITLES, SCENES
-from ..errors import CaaError
-
-ATTENTION_FILE = "attention.npz"
-_KEYS = ("attention", "logmel", "filename", "device", "scene_label", "predicted")
+from ..rundir import (
+    ATTENTION_FILE,
+    RUNS_DIR,
+    RunStoreError,
+    read_attention,
+    read_config_dict,
+    runs_root,
+    scan_runs,
+)
 
 #: Which class's attention map to draw.
 CLASS_MODES = ("true", "predicted")
 
 
-class HeatmapError(CaaError):
+class HeatmapError(RunStoreError):
     """A results directory or an attention.npz cannot be browsed; names the file."""
 
 
@@ -53,75 +57,51 @@ class AttentionClips:
 
 
 def runs_dir(results_dir: str | os.PathLike[str]) -> Path:
-    """Where a results directory keeps its runs (``<results>/runs``)."""
-    return Path(results_dir) / "runs"
+    """Where a results directory keeps its runs: ``<results>/runs``, or the directory
+    itself when it is a runs directory (as :func:`caalib.rundir.runs_root`)."""
+    path = Path(results_dir)
+    return runs_root(path) if path.is_dir() else path / RUNS_DIR
 
 
 def attention_runs(results_dir: str | os.PathLike[str]) -> list[Path]:
-    """Run directories under ``<results>/runs`` that hold an attention.npz, by name."""
-    root = runs_dir(results_dir)
-    if not root.is_dir():
+    """The finished runs of the results directory that hold an attention.npz, by name.
+
+    The same runs the tables read (:func:`caalib.rundir.scan_runs`: direct children of
+    ``<results>/runs``, finished, named as their config says; the others are skipped
+    with a RunStoreWarning). An empty list when the directory does not exist.
+    """
+    if not Path(results_dir).is_dir():
         return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and (p / ATTENTION_FILE).is_file())
+    try:
+        runs = scan_runs(results_dir)
+    except RunStoreError as exc:
+        raise HeatmapError(str(exc)) from None
+    return [d for d, _ in runs if (d / ATTENTION_FILE).is_file()]
 
 
 def run_label(run_dir: str | os.PathLike[str]) -> str:
     """A readable dropdown label: topology, pooling, strategy and layer from config.json."""
     run_dir = Path(run_dir)
     try:
-        cfg = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        cfg = read_config_dict(run_dir)
+    except RunStoreError:
         return run_dir.name
-    parts = [str(cfg.get(k)) for k in ("topology", "pooling", "strategy") if cfg.get(k)]
-    if cfg.get("train_device"):
+    parts = [str(cfg[k]) for k in ("topology", "pooling", "strategy")]
+    if cfg["train_device"]:
         parts.append(f"device {cfg['train_device']}")
-    if cfg.get("cond_layer") is not None:
+    if cfg["cond_layer"] is not None:
         parts.append(f"layer {cfg['cond_layer']}")
-    return f"{' / '.join(parts)}  ({run_dir.name})" if parts else run_dir.name
+    return f"{' / '.join(parts)}  ({run_dir.name})"
 
 
 def load_attention(run_dir: str | os.PathLike[str]) -> AttentionClips:
-    """Read and check a run's attention.npz; a bad file raises HeatmapError naming it."""
-    path = Path(run_dir) / ATTENTION_FILE
+    """Read and check a run's attention.npz (:func:`caalib.rundir.read_attention`); a bad
+    file raises HeatmapError naming it."""
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            missing = [k for k in _KEYS if k not in npz.files]
-            if missing:
-                raise HeatmapError(f"{path}: missing array(s) {', '.join(missing)}")
-            arrays = {k: npz[k] for k in _KEYS}
-    except HeatmapError:
-        raise
-    except (OSError, ValueError) as exc:
-        raise HeatmapError(f"{path}: unreadable attention file ({exc})") from exc
-    att, mel = arrays["attention"], arrays["logmel"]
-    if att.ndim != 4:
-        raise HeatmapError(f"{path}: field 'attention' must be (N, K, T', F'), got {att.shape}")
-    if mel.ndim != 3:
-        raise HeatmapError(f"{path}: field 'logmel' must be (N, T, F), got {mel.shape}")
-    n = att.shape[0]
-    for key in ("logmel", "filename", "device", "scene_label", "predicted"):
-        if len(arrays[key]) != n:
-            raise HeatmapError(
-                f"{path}: field {key!r} has {len(arrays[key])} rows, 'attention' has {n}"
-            )
-    if att.shape[1] != len(SCENES):
-        raise HeatmapError(
-            f"{path}: field 'attention' has {att.shape[1]} classes, expected {len(SCENES)}"
-        )
-    strings = {k: arrays[k].astype(str) for k in ("filename", "device", "scene_label", "predicted")}
-    for key in ("scene_label", "predicted"):
-        bad = sorted(set(strings[key]) - set(SCENES))
-        if bad:
-            raise HeatmapError(f"{path}: field {key!r} holds unknown scene(s) {bad}")
-    bad = sorted(set(strings["device"]) - set(DEVICES))
-    if bad:
-        raise HeatmapError(f"{path}: field 'device' holds unknown device(s) {bad}")
-    return AttentionClips(
-        run_dir=Path(run_dir),
-        attention=att.astype(np.float32, copy=False),
-        logmel=mel.astype(np.float32, copy=False),
-        **strings,
-    )
+        arrays = read_attention(run_dir)
+    except RunStoreError as exc:
+        raise HeatmapError(str(exc)) from None
+    return AttentionClips(run_dir=Path(run_dir), **arrays)
 
 
 def scenes_of(clips: AttentionClips) -> list[str]:

@@ -77,6 +77,14 @@ class TrainConfig:
       resolve when the config is made: bf16 autocast with TF32 for the remaining fp32
       ops on CUDA when ``fast``, true fp32 (TF32 off) otherwise; a config read from
       disk always holds the resolved values.
+    - ``cpu_threads``: torch's intra-op threads when the run trains on a CPU. CPU results
+      depend on it (reductions split differently), so it is part of the identity and
+      fixed per run, never taken from the machine; parallelism across runs comes from
+      ``caa sweep --jobs`` or Ray. No effect on CUDA runs' numbers.
+    - ``data_fingerprint``: the content fingerprint of the dataset the run trains on
+      (meta.csv, fold files and every clip's bytes, as the feature file records it).
+      None until training fills it in; a run directory holding another fingerprint is
+      another run, refused rather than reused or resumed.
     - ``device`` ("auto"/"cpu"/"cuda") is the torch device; ``fast`` turns on
       channels_last and fused Adam on CUDA (no effect on CPU) and lets ``precision="auto"``
       choose bf16; ``compile`` wraps the model in ``torch.compile``.
@@ -112,6 +120,8 @@ class TrainConfig:
     resampler: str = "kaiser_best"
     precision: str = "auto"
     tf32: bool | None = None
+    cpu_threads: int = 1
+    data_fingerprint: str | None = None
     device: str = "auto"
     fast: bool = True
     compile: bool = False
@@ -186,9 +196,13 @@ class TrainConfig:
         return {k: v for k, v in self.to_dict().items() if k not in EXECUTION_FIELDS}
 
     def differences(self, other: TrainConfig) -> list[str]:
-        """Names of the identity fields in which ``other`` differs from this config."""
+        """Names of the identity fields in which ``other`` differs from this config.
+
+        ``data_fingerprint`` counts only when both sides know it (a config made before
+        its data was read leaves it None)."""
         a, b = self.identity(), other.identity()
-        return [k for k in a if a[k] != b[k]]
+        return [k for k in a if a[k] != b[k]
+                and not (k == "data_fingerprint" and (a[k] is None or b[k] is None))]
 
     @property
     def conditioned(self) -> bool:
@@ -230,6 +244,8 @@ class TrainConfig:
             parts.append("bf16" if self.tf32 else "bf16_notf32")
         elif self.tf32:
             parts.append("tf32")
+        if self.cpu_threads != 1:
+            parts.append(f"cpu{self.cpu_threads}")
         return "-".join(parts)
 
 
@@ -257,7 +273,8 @@ _FIELD_NAMES = frozenset(f.name for f in fields(TrainConfig))
 #: read as its default; the execution-only fields may be absent.
 _REQUIRED_ON_DISK = _FIELD_NAMES - EXECUTION_FIELDS
 #: Fields added after runs were first written (their absence marks an old run).
-_ADDED_FIELDS = frozenset({"resampler", "precision", "tf32"})
+_ADDED_FIELDS = frozenset({"resampler", "precision", "tf32", "cpu_threads",
+                           "data_fingerprint"})
 
 
 # ---------------------------------------------------------------------- validation
@@ -358,7 +375,7 @@ def _validate(cfg: TrainConfig) -> None:
         )
 
     for name in ("iterations", "batch_size", "eval_every", "checkpoint_every",
-                 "lr_decay_every"):
+                 "lr_decay_every", "cpu_threads"):
         if getattr(cfg, name) < 1:
             raise ConfigError(f"{name}: must be >= 1, got {getattr(cfg, name)}")
     if cfg.seed < 0:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,18 +68,6 @@ def resolve_device(name: str) -> torch.device:
     return resolve_torch_device(name, field="device")
 
 
-def _cpu_threads() -> int:
-    """Every core this process may use; ``CAA_NUM_THREADS`` overrides (shared machines:
-    oversubscribed OpenMP threads spin and can make a small model many times slower)."""
-    env = os.environ.get("CAA_NUM_THREADS", "").strip()
-    if env.isdigit() and int(env) > 0:
-        return int(env)
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
 class UncertaintyWeights(nn.Module):
     """Kendall et al. (2018) task weighting: ``Σ exp(-s_k)·L_k + s_k / 2``.
 
@@ -111,7 +98,7 @@ def _torch_settings(device: torch.device, config: TrainConfig) -> Iterator[None]
     tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     try:
         if device.type == "cpu":
-            torch.set_num_threads(_cpu_threads())
+            torch.set_num_threads(config.cpu_threads)  # part of the run's identity
             torch.use_deterministic_algorithms(True, warn_only=True)
         else:
             # No cudnn.benchmark: measured on an H100 for the paper-size atrous model, its
@@ -453,8 +440,11 @@ def train(
 
     A finished run with the same config is not touched (its metrics are returned)
     unless ``force``; a partial one resumes from its checkpoint; a directory holding a
-    different config raises ConfigError rather than mixing two runs. Features are
-    extracted into ``default_feature_path(data_dir)`` on first use and reused after.
+    different config - another dataset included, by content fingerprint - raises
+    ConfigError rather than mixing two runs, and a directory the study did not make is
+    refused. Features are extracted into ``default_feature_path(data_dir)`` on first use
+    and reused after. The run directory is locked while training (``RunLocked`` when
+    another process holds it).
     """
     if not isinstance(config, TrainConfig):
         raise ConfigError(f"config: expected a TrainConfig, got {type(config).__name__}")
@@ -466,40 +456,67 @@ def train(
             "(--precision fp32 --no-tf32)"
         )
     run_dir = Path(out_dir)
-    existing = None if force or not run_dir.exists() else runstore.read_config(run_dir)
-    if existing is not None:
-        diff = existing.differences(config)
-        if diff:
-            raise ConfigError(
-                f"{run_dir / runstore.CONFIG}: the directory holds a run with another "
-                f"config (differs in: {', '.join(diff)}); use another directory or force"
-            )
-        if runstore.is_done(run_dir):
-            return runstore.read_metrics(run_dir)
-    if force:
-        runstore.clear_run(run_dir)
-
+    runstore.check_run_dir(run_dir)
     data_path = Path(data_dir)
     if not data_path.is_dir():
         raise DatasetError(f"{data_path}: data directory not found")
-    from ..features import default_feature_path, extract_features
+    from ..features import (
+        dataset_fingerprint,
+        default_feature_path,
+        extract_features,
+        load_feature_fingerprint,
+        verify_features,
+    )
 
     if feature_path is None:  # the cache: built on first use, reused while inputs match
         feature_path = extract_features(
             data_path, default_feature_path(data_path, config.resampler), device=device.type,
             progress=progress, resampler=config.resampler)
-    data = load_run_data(config, feature_path, data_path)
+        feature_fp = load_feature_fingerprint(feature_path)
+    else:  # a file named by the caller must still describe the data at hand
+        feature_fp = verify_features(feature_path, data_path)
+    data_fp = dataset_fingerprint(data_path, feature_fp)
+    if config.data_fingerprint not in (None, data_fp):
+        raise ConfigError(
+            f"data_fingerprint: the config was made for another dataset "
+            f"({config.data_fingerprint[:12]}…) than {data_path} ({data_fp[:12]}…)"
+        )
+    config = config.replace(data_fingerprint=data_fp)
 
-    with _torch_settings(device, config):
-        engine = Engine(config, data, device)
-        state = runstore.load_checkpoint(run_dir, map_location=device)
-        if state is not None:
-            engine.restore(state, run_dir / runstore.CHECKPOINT)
-        # only once the checkpoint is known to be this config's: a refused resume must not
-        # relabel the directory (config.json would then disagree with its checkpoint)
-        runstore.write_config(run_dir, config)
-        runstore.remove_stale_temps(run_dir)
-        metrics = engine.run(run_dir, progress=progress)
+    with runstore.run_lock(run_dir):
+        existing = None if force or not run_dir.exists() else runstore.read_config(run_dir)
+        if existing is not None:
+            diff = existing.differences(config)
+            if diff:
+                other_data = " (it was trained on other data)" if diff == [
+                    "data_fingerprint"] else ""
+                raise ConfigError(
+                    f"{run_dir / runstore.CONFIG}: the directory holds a run with another "
+                    f"config (differs in: {', '.join(diff)}){other_data}; use another "
+                    "directory, or --force to replace it"
+                )
+            if runstore.is_done(run_dir):
+                return runstore.read_metrics(run_dir)
+        if force:
+            runstore.clear_run(run_dir)
+
+        data = load_run_data(config, feature_path, data_path)
+        with _torch_settings(device, config):
+            engine = Engine(config, data, device)
+            state = runstore.load_checkpoint(run_dir, map_location=device)
+            if state is not None:
+                engine.restore(state, run_dir / runstore.CHECKPOINT)
+            # only once the checkpoint is known to be this config's: a refused resume must
+            # not relabel the directory (config.json would then disagree with its checkpoint)
+            runstore.write_config(run_dir, config)
+            runstore.remove_stale_temps(run_dir)
+            try:
+                metrics = engine.run(run_dir, progress=progress)
+            except OSError as exc:  # disk full, quota, vanished directory: one line
+                raise ConfigError(
+                    f"{run_dir}: cannot write the run ({exc.strerror or exc}); the last "
+                    "checkpoint is kept, free space and run again to resume"
+                ) from None
     return metrics
 
 

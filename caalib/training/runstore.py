@@ -12,39 +12,110 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from .. import rundir
 from ..atomic import atomic_path, write_json, write_text
-from ..constants import SCENES
 from ..errors import ConfigError
 from .config import TrainConfig
 
-CONFIG = "config.json"
-METRICS = "metrics.json"
-HISTORY = "history.csv"
-PREDICTIONS = "predictions.csv"
-ATTENTION = "attention.npz"
-CHECKPOINT = "checkpoint.pt"
-DONE = "DONE"
+# the names and columns are the run directory's, owned by caalib.rundir (its readers)
+CONFIG = rundir.CONFIG_FILE
+METRICS = rundir.METRICS_FILE
+HISTORY = rundir.HISTORY_FILE
+PREDICTIONS = rundir.PREDICTIONS_FILE
+ATTENTION = rundir.ATTENTION_FILE
+CHECKPOINT = "checkpoint.pt"  # the writer's own: no reader outside training opens it
+DONE = rundir.DONE_FILE
+LOCK = ".caa-lock"
 
 RUN_FILES: tuple[str, ...] = (CONFIG, METRICS, HISTORY, PREDICTIONS, ATTENTION, CHECKPOINT, DONE)
 
-HISTORY_COLUMNS: tuple[str, ...] = (
-    "iteration", "loss", "loss_scene", "loss_device", "lr", "lambda",
-    "acc_a", "acc_b", "acc_c", "acc_avg",
-    "device_recall_a", "device_recall_b", "device_recall_c", "device_acc",
-)
-PREDICTION_COLUMNS: tuple[str, ...] = (
-    "filename", "device", "scene_label", "predicted", *(f"score_{s}" for s in SCENES),
-)
+HISTORY_COLUMNS: tuple[str, ...] = rundir.HISTORY_COLUMNS
+PREDICTION_COLUMNS: tuple[str, ...] = rundir.PREDICTION_COLUMNS
 METRICS_KEYS: tuple[str, ...] = (
     "accuracy", "classwise", "confusion", "n_eval", "device_accuracy", "iterations",
     "wall_time_s",
 )
+
+
+class RunLocked(ConfigError):
+    """Another process is training this run directory right now."""
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold the run directory's lock (``.caa-lock``, an OS file lock released when the
+    process dies) while training it; raise :class:`RunLocked` at once if another process
+    holds it, so two sweeps on one results directory never write the same run."""
+    from filelock import FileLock, Timeout
+
+    run_dir = Path(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{run_dir}: cannot create the run directory "
+                          f"({exc.strerror or exc})") from None
+    lock = FileLock(str(run_dir / LOCK), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise RunLocked(f"{run_dir}: being trained by another process (lock {LOCK} held); "
+                        "wait for it or stop it") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def is_locked(run_dir: Path) -> bool:
+    """Whether another process holds the run's lock right now (probe, not kept)."""
+    from filelock import FileLock, Timeout
+
+    path = Path(run_dir) / LOCK
+    if not path.exists():
+        return False
+    lock = FileLock(str(path), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        return True
+    except OSError:
+        return False
+    lock.release()
+    return False
+
+
+def check_run_dir(run_dir: Path) -> None:
+    """Refuse a ``--out`` the study did not make: an existing file, or a directory
+    holding anything but run files, so a user's own ``history.csv`` or ``metrics.json``
+    is never overwritten."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"{run_dir}: exists and is not a directory; a run needs a "
+                          "directory of its own")
+    if not run_dir.is_dir() or (run_dir / CONFIG).is_file():
+        return
+    ours = set(RUN_FILES) | {LOCK}
+    foreign = sorted(p.name for p in run_dir.iterdir()
+                     if p.name not in ours and not p.name.startswith(tuple(
+                         f".{name}." for name in RUN_FILES)))
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" (+{len(foreign) - 3} more)" if len(foreign) > 3
+                                          else "")
+        raise ConfigError(f"{run_dir}: exists and is not a run directory (holds {shown}); "
+                          "refusing to write a run into it: choose a new or empty directory")
+    # config.json is written before any other run file, and a checkpoint names its own
+    # config (resume checks it); results without either are not ours to overwrite
+    if not (run_dir / CHECKPOINT).is_file() and any(
+            (run_dir / name).exists() for name in (METRICS, HISTORY, PREDICTIONS)):
+        raise ConfigError(f"{run_dir}: holds run files but no {CONFIG} or {CHECKPOINT}; "
+                          "refusing to overwrite them: choose a new or empty directory")
 
 
 def write_config(run_dir: Path, config: TrainConfig) -> Path:
@@ -160,5 +231,5 @@ def load_checkpoint(run_dir: Path, map_location: Any = "cpu") -> dict[str, Any] 
         first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
         raise ConfigError(
             f"{path}: unreadable checkpoint ({type(exc).__name__}: {first[:200]}); "
-            "delete it or train with force=True"
+            "delete it or train again with --force"
         ) from None

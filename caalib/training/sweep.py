@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 
 from ..constants import DEVICES, PAPER_BEST_LAYERS
-from ..errors import ConfigError
+from ..errors import CaaError, ConfigError
 from . import runstore
 from .config import PAPER_POOLINGS, PROFILES, TrainConfig
 
@@ -115,8 +115,12 @@ def enumerate_runs(
 
 
 def run_status(config: TrainConfig, results_dir: str | Path) -> str:
-    """``done``, ``partial`` (a checkpoint exists), ``missing``, or ``conflict`` when the
-    directory holds a run of another config (training it would raise ConfigError)."""
+    """``done``, ``partial`` (a checkpoint exists), ``missing``, ``locked`` (another
+    process is training it), or ``conflict`` when the directory holds a run of another
+    config or an unreadable one (training it would raise ConfigError). With a
+    ``data_fingerprint`` in ``config`` (see :func:`with_data`), a run trained on other
+    data is a conflict too; a finished run whose metrics.json is unreadable is
+    ``corrupt``."""
     run_dir = Path(results_dir) / "runs" / config.run_name
     try:
         existing = runstore.read_config(run_dir)
@@ -124,22 +128,79 @@ def run_status(config: TrainConfig, results_dir: str | Path) -> str:
         return "conflict"
     if existing is not None and existing.differences(config):
         return "conflict"
+    if runstore.is_locked(run_dir):
+        return "locked"
     if runstore.is_done(run_dir):
+        try:
+            runstore.read_metrics(run_dir)
+        except ConfigError:
+            return "corrupt"
         return "done"
     if (run_dir / runstore.CHECKPOINT).exists():
         return "partial"
     return "missing"
 
 
-def _row(config: TrainConfig, status: str, metrics: dict[str, Any] | None) -> dict[str, Any]:
-    acc = (metrics or {}).get("accuracy", {})
+def with_data(configs: Sequence[TrainConfig], data_dir: str | Path,
+              progress: bool = True) -> tuple[list[TrainConfig], dict[str, Path]]:
+    """Extract (or reuse) the feature files the configs need, once, before any run
+    starts (parallel runs must not race to write a cache), and stamp each config with
+    the dataset's content fingerprint so a run trained on other data is recognised.
+    Returns the stamped configs and the feature file per resampler."""
+    from ..features import (
+        dataset_fingerprint,
+        default_feature_path,
+        extract_features,
+        load_feature_fingerprint,
+    )
+
+    data_dir = Path(data_dir)
+    paths: dict[str, Path] = {}
+    stamped = []
+    for cfg in configs:
+        if cfg.resampler not in paths:
+            paths[cfg.resampler] = extract_features(
+                data_dir, default_feature_path(data_dir, cfg.resampler), progress=progress,
+                resampler=cfg.resampler)
+        fp = dataset_fingerprint(data_dir, load_feature_fingerprint(paths[cfg.resampler]))
+        stamped.append(cfg.replace(data_fingerprint=fp))
+    return stamped, paths
+
+
+def _row(config: TrainConfig, status: str, metrics: dict[str, Any] | None,
+         error: str | None = None) -> dict[str, Any]:
+    acc = (metrics or {}).get("accuracy", {}) if isinstance(metrics, dict) else {}
     return {
         "run_name": config.run_name, "topology": config.topology, "pooling": config.pooling,
         "strategy": config.strategy, "train_device": config.train_device,
         "cond_layer": config.cond_layer, "seed": config.seed, "status": status,
         **{f"acc_{k}": acc.get(k) for k in (*DEVICES, "avg")},
-        "wall_time_s": (metrics or {}).get("wall_time_s"),
+        "wall_time_s": (metrics or {}).get("wall_time_s") if isinstance(metrics, dict) else None,
+        "error": error,
     }
+
+
+class SweepFailed(ConfigError):
+    """Some runs failed; ``summary`` holds every run's row, failures included."""
+
+    def __init__(self, message: str, summary: pd.DataFrame) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+
+def _train_one(config: dict[str, Any], run_dir: str, data_dir: str, feature_path: str,
+               force: bool) -> tuple[str, dict[str, Any] | None, str | None]:
+    """One run, in this process or a worker process: (status, metrics, error)."""
+    from .engine import train
+
+    cfg = TrainConfig.from_dict(config, source=f"sweep config of {Path(run_dir).name}")
+    try:
+        return "ran", train(cfg, run_dir, data_dir=data_dir, feature_path=feature_path,
+                            force=force, progress=False), None
+    except runstore.RunLocked as exc:
+        return "locked", None, str(exc)
+    except CaaError as exc:
+        return "failed", None, str(exc)
 
 
 def run_sweep(
@@ -149,38 +210,87 @@ def run_sweep(
     progress: bool = True,
     force: bool = False,
     feature_path: str | Path | None = None,
+    jobs: int = 1,
 ) -> pd.DataFrame:
     """Train every config not yet done under ``<results_dir>/runs/<run_name>/``.
 
-    Finished runs are skipped (``status`` "skipped"), partial ones resume. Returns one
-    summary row per distinct run with its accuracies.
+    Finished runs are skipped (``status`` "skipped"), partial ones resume, runs another
+    process is training are left to it ("locked", said in ``error``), and a run that
+    fails (a corrupt file, another config or dataset in its directory) gets status
+    "failed" while the others carry on; :class:`SweepFailed` is raised at the end if any
+    failed. ``jobs`` > 1 trains that many runs at once in worker processes; each run's
+    numbers depend only on its config (its ``cpu_threads`` included), so they equal
+    ``jobs=1``'s.
     """
     from tqdm.auto import tqdm
 
-    from .engine import train
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
+        raise ConfigError(f"jobs: must be a positive integer, got {jobs!r}")
+    if feature_path is None:
+        stamped, paths = with_data(configs, data_dir, progress=progress)
+    else:
+        from ..features import dataset_fingerprint, verify_features
 
+        fp = dataset_fingerprint(data_dir, verify_features(feature_path, data_dir))
+        stamped = [c.replace(data_fingerprint=fp) for c in configs]
+        paths = {c.resampler: Path(feature_path) for c in configs}
     unique: dict[str, TrainConfig] = {}
-    for cfg in configs:
+    for cfg in stamped:
         unique.setdefault(cfg.run_name, cfg)
     runs_dir = Path(results_dir) / "runs"
-    rows = []
-    bar = tqdm(list(unique.values()), desc="sweep", unit="run", disable=not progress)
+    status_before = {name: run_status(cfg, results_dir) for name, cfg in unique.items()}
+    tasks = {name: (cfg.to_dict(), str(runs_dir / name), str(data_dir),
+                    str(paths[cfg.resampler]), force) for name, cfg in unique.items()}
+    outcome: dict[str, tuple[str, dict[str, Any] | None, str | None]] = {}
+    bar = tqdm(total=len(unique), desc="sweep", unit="run", disable=not progress)
     start = time.perf_counter()
-    for cfg in bar:
-        bar.set_postfix_str(cfg.run_name, refresh=True)
-        run_dir = runs_dir / cfg.run_name
-        status = "skipped" if run_status(cfg, results_dir) == "done" and not force else "ran"
-        metrics = train(cfg, run_dir, data_dir=data_dir, feature_path=feature_path,
-                        force=force, progress=progress)
-        rows.append(_row(cfg, status, metrics))
-    bar.close()
+    try:
+        if jobs == 1:
+            for name, args in tasks.items():
+                bar.set_postfix_str(name, refresh=True)
+                outcome[name] = _train_one(*args)
+                bar.update(1)
+        else:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor, as_completed
+
+            ctx = multiprocessing.get_context("spawn")  # torch state must not be forked
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+                futures = {pool.submit(_train_one, *args): name for name, args in tasks.items()}
+                for fut in as_completed(futures):
+                    name = futures[fut]
+                    try:
+                        outcome[name] = fut.result()
+                    except Exception as exc:  # a worker died (OOM kill, signal)
+                        outcome[name] = ("failed", None, f"{type(exc).__name__}: {exc}")
+                    bar.set_postfix_str(name, refresh=False)
+                    bar.update(1)
+    finally:
+        bar.close()
+    rows = []
+    for name, cfg in unique.items():
+        status, metrics, error = outcome[name]
+        if status == "ran" and status_before[name] == "done" and not force:
+            status = "skipped"
+        rows.append(_row(cfg, status, metrics, error))
     frame = pd.DataFrame(rows)
     frame.attrs["wall_time_s"] = time.perf_counter() - start
+    failed = frame[frame["status"] == "failed"]
+    if len(failed):
+        listing = "; ".join(f"{r.run_name} ({r.error})" for r in failed.itertuples())
+        raise SweepFailed(
+            f"{len(failed)} of {len(frame)} runs failed: {listing}; fix the cause and run "
+            "the sweep again (finished runs are kept)", frame)
     return frame
 
 
-def plan_frame(configs: Sequence[TrainConfig], results_dir: str | Path) -> pd.DataFrame:
-    """What ``run_sweep`` would do: one row per distinct run with its status."""
+def plan_frame(configs: Sequence[TrainConfig], results_dir: str | Path,
+               data_dir: str | Path | None = None) -> pd.DataFrame:
+    """What ``run_sweep`` would do: one row per distinct run with its status. With
+    ``data_dir``, runs trained on other data show as ``conflict`` (this reads the
+    dataset's feature cache fingerprint, extracting features if there is none)."""
+    if data_dir is not None:
+        configs, _ = with_data(configs, data_dir, progress=False)
     seen: dict[str, TrainConfig] = {}
     for cfg in configs:
         seen.setdefault(cfg.run_name, cfg)
