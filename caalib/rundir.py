@@ -54,7 +54,8 @@ CONFIG_FIELDS: tuple[str, ...] = (
     "profile", "seed",
 )
 #: Fields that change how fast a run goes, not what it computes (as TrainConfig).
-EXECUTION_FIELDS: frozenset[str] = frozenset({"device", "fast", "compile", "checkpoint_every"})
+EXECUTION_FIELDS: frozenset[str] = frozenset(
+    {"device", "fast", "compile", "checkpoint_every", "eval_schedule"})
 #: Switches that name a variant in the run name, with the value a config written before
 #: the switch existed counts as.
 NAME_DEFAULTS: dict[str, Any] = {

@@ -2,6 +2,10 @@
 
 Every test that needs data goes through the real on-disk layout, so the reader, the
 feature extractor and the training code run the same path as on the DCASE sets.
+
+Plain helpers shared by several modules (crafted run directories) live in ``helpers.py``
+beside this file; pytest puts this folder on ``sys.path`` when it loads this conftest, so
+tests write ``from helpers import make_run`` and none edits ``sys.path``.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from test_widgets import craft_attention_run
+from helpers import craft_attention_run
 
 CHROMIUM = Path(os.environ.get("CAA_CHROMIUM", "/usr/bin/chromium"))
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "07_heatmap_browser.ipynb"

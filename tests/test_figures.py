@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import make_run
 
 from caalib.errors import CaaError
 from caalib.results.figures import (
@@ -18,9 +18,6 @@ from caalib.results.figures import (
     training_curves,
 )
 from caalib.results.runs import RunStoreError, load_runs
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_tables import make_run  # noqa: E402
 
 
 def _check(paths: dict[str, Path]) -> pd.DataFrame:

@@ -232,7 +232,7 @@ def test_paper_profile_on_cpu_states_its_time_before_starting(tmp_path, tiny_dat
                  "--pooling", "att", "--strategy", "joint", "--profile", "paper",
                  "--accelerator", "cpu", "--no-progress", "--out", str(tmp_path / "r")]) == 0
     err = capsys.readouterr().err
-    assert "paper-size run(s) on the CPU" in err and "at least" in err and " h," in err
+    assert "paper-size training on the CPU" in err and "at least" in err and " h," in err
     assert started == [1]  # stated before training, which then starts
     assert main(["train", "--data", str(tiny_dataset_2018), "--topology", "pool",
                  "--pooling", "att", "--strategy", "joint", "--profile", "tiny",

@@ -1,7 +1,7 @@
 """The run-directory contract (caalib.rundir) and the fault-injection findings it closes.
 
 Each finding of the review has a test named after it; every expected number below is
-worked out by hand from the crafted runs (test_tables.make_run: per device and class,
+worked out by hand from the crafted runs (helpers.make_run: per device and class,
 round(acc * n_per_class) of n_per_class clips right).
 """
 
@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import make_run
 
 from caalib import rundir
 from caalib.errors import CaaError
@@ -27,9 +28,6 @@ from caalib.results.runs import RunStoreError, load_runs
 from caalib.results.tables import table1, write_tables
 from caalib.rundir import RunStoreWarning
 from caalib.stats import paired_runs_test
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_tables import make_run  # noqa: E402
 
 ATT_L4 = {"network": "atrous", "pooling": "att", "layer": 4}
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import make_run
 
 from caalib.errors import CaaError
 from caalib.stats import (
@@ -17,9 +17,6 @@ from caalib.stats import (
     paper_claims,
     ztest_proportions,
 )
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_tables import make_run  # noqa: E402
 
 
 def _upper_tail(z: float) -> float:

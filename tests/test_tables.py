@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import make_run
 
-from caalib.constants import DEVICES, SCENES
+from caalib.constants import DEVICES
 from caalib.errors import CaaError
-from caalib.metrics import device_metrics
 from caalib.results.runs import RunStoreError, load_runs
 from caalib.results.tables import (
     classwise_table,
@@ -21,83 +20,6 @@ from caalib.results.tables import (
     table3,
     write_tables,
 )
-
-
-def make_run(
-    root: Path,
-    *,
-    dataset: str = "dcase2018",
-    topology: str = "atrous",
-    pooling: str = "att",
-    strategy: str = "teacher_forcing",
-    cond_layer: int | None = 4,
-    train_device: str | None = None,
-    profile: str = "tiny",
-    seed: int = 0,
-    acc: dict[str, float] | None = None,
-    n_per_class: int = 4,
-    done: bool = True,
-    attention: bool = False,
-    history: bool = False,
-) -> Path:
-    """Write one run directory whose per-device macro accuracies equal ``acc`` exactly.
-
-    Per device and class, ``round(acc * n_per_class)`` of ``n_per_class`` clips are
-    right, so choose accuracies that are multiples of 1/n_per_class. Wrong clips are
-    predicted as the next scene. Returns the run directory.
-    """
-    devices = [train_device] if strategy == "single" else list(DEVICES)
-    acc = acc or {d: 0.5 for d in devices}
-    name = f"{dataset}-{topology}-{pooling.replace('+', '_')}-{strategy}"
-    name += f"-{train_device}" if train_device else ""
-    name += f"-L{cond_layer}" if cond_layer else ""
-    run = root / f"{name}-{profile}-s{seed}"
-    run.mkdir(parents=True)
-    config = {"dataset": dataset, "topology": topology, "pooling": pooling,
-              "strategy": strategy, "cond_layer": cond_layer, "train_device": train_device,
-              "profile": profile, "seed": seed}
-    (run / "config.json").write_text(json.dumps(config))
-    rows = []
-    for dev in devices:
-        k = round(acc[dev] * n_per_class)
-        for s, scene in enumerate(SCENES):
-            for i in range(n_per_class):
-                pred = scene if i < k else SCENES[(s + 1) % len(SCENES)]
-                rows.append({"filename": f"audio/{scene}-city-{i}-0-{dev}.wav", "device": dev,
-                             "scene_label": scene, "predicted": pred})
-    pred = pd.DataFrame(rows)
-    for s in SCENES:
-        pred[f"score_{s}"] = np.where(pred["predicted"] == s, -0.1, -5.0)
-    pred.to_csv(run / "predictions.csv", index=False)
-    idx = {s: i for i, s in enumerate(SCENES)}
-    met = device_metrics(pred["scene_label"].map(idx), pred["predicted"].map(idx),
-                         pred["device"])
-    met.update({"device_accuracy": 0.9 if strategy == "multi_task" else None,
-                "iterations": 10, "wall_time_s": 1.0})
-    (run / "metrics.json").write_text(json.dumps(met))
-    if history:
-        it = np.arange(0, 50, 10)
-        h = pd.DataFrame({"iteration": it, "loss": 2.0 / (1 + it), "loss_scene": 1.5 / (1 + it),
-                          "loss_device": 0.5 / (1 + it), "lr": 1e-3, "lambda": 1.0,
-                          "acc_a": 0.1 + it / 100, "acc_b": 0.1 + it / 200,
-                          "acc_c": 0.1 + it / 300, "device_accuracy": np.nan})
-        h["acc_avg"] = h[["acc_a", "acc_b", "acc_c"]].mean(axis=1)
-        h.loc[1, ["acc_a", "acc_b", "acc_c", "acc_avg"]] = np.nan  # no evaluation there
-        h.to_csv(run / "history.csv", index=False)
-    if attention:
-        rng = np.random.default_rng(seed)
-        n = len(SCENES) * len(devices)
-        att = rng.random((n, len(SCENES), 8, 4)).astype(np.float32)
-        np.savez(run / "attention.npz", attention=att,
-                 logmel=rng.standard_normal((n, 16, 8)).astype(np.float32),
-                 filename=np.array([f"audio/{s}-x-0-0-{d}.wav" for d in devices
-                                    for s in SCENES]),
-                 device=np.array([d for d in devices for _ in SCENES]),
-                 scene_label=np.array([s for _ in devices for s in SCENES]),
-                 predicted=np.array([s for _ in devices for s in SCENES]))
-    if done:
-        (run / "DONE").write_text("")
-    return run
 
 
 @pytest.fixture()

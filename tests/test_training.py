@@ -648,3 +648,38 @@ def test_soxr_resampler_run_uses_its_own_feature_file(tmp_path, tiny_dataset_201
     a48 = (released.meta["source_label"] == "a").to_numpy()  # the 48 kHz clips
     assert not np.array_equal(soxr.feature[a48], released.feature[a48])
     assert np.array_equal(soxr.feature[~a48], released.feature[~a48])  # 44.1 kHz: untouched
+
+
+# ---------------------------------------------------------------------- evaluation schedule
+@pytest.mark.parametrize("overrides", [
+    dict(strategy="joint"),
+    dict(strategy="multi_task", cond_layer=2, lambda_mode="clean", lambda_threshold=0.5),
+], ids=["joint", "multi_task-clean"])
+def test_sparse_evaluation_gives_identical_final_metrics(tmp_path, tiny_dataset_2018,
+                                                         tiny_features_2018, overrides):
+    cfg = tiny(iterations=40, eval_every=2, checkpoint_every=40, **overrides)
+    dense = train(cfg.replace(eval_schedule="dense"), tmp_path / "dense",
+                  data_dir=tiny_dataset_2018, progress=False)
+    sparse = train(cfg, tmp_path / "sparse", data_dir=tiny_dataset_2018, progress=False)
+    for key in ("accuracy", "classwise", "confusion", "device_accuracy"):
+        assert sparse[key] == dense[key], key
+    assert ((tmp_path / "sparse" / "predictions.csv").read_text()
+            == (tmp_path / "dense" / "predictions.csv").read_text())
+    rows = {name: pd.read_csv(tmp_path / name / "history.csv") for name in ("dense", "sparse")}
+    evals = {k: list(v.dropna(subset=["acc_avg"])["iteration"]) for k, v in rows.items()}
+    assert evals["dense"] == list(range(2, 41, 2))
+    assert evals["sparse"] == list(range(4, 41, 4))  # 40 // 10 = 4 steps: ten evaluations
+    # the λ rule still decides at every eval_every (clean: on the held-out clips)
+    pd.testing.assert_series_equal(rows["dense"]["lambda"], rows["sparse"]["lambda"])
+    # an execution-only field: a finished dense run is reused for a sparse request
+    again = train(cfg, tmp_path / "dense", data_dir=tiny_dataset_2018, progress=False)
+    assert again["accuracy"] == dense["accuracy"]
+
+
+def test_released_lambda_keeps_every_evaluation(tmp_path, tiny_dataset_2018,
+                                                tiny_features_2018):
+    cfg = tiny(strategy="multi_task", cond_layer=2, iterations=40, eval_every=2,
+               checkpoint_every=40)
+    train(cfg, tmp_path / "run", data_dir=tiny_dataset_2018, progress=False)
+    hist = pd.read_csv(tmp_path / "run" / "history.csv")
+    assert list(hist.dropna(subset=["acc_avg"])["iteration"]) == list(range(2, 41, 2))

@@ -2,55 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import craft_attention_run
 
 from caalib.constants import SCENES
 
 pytest.importorskip("ipywidgets")
 
 from caalib.results import widgets  # noqa: E402
-
-
-def craft_attention_run(
-    root: Path, name: str, scenes: tuple[str, ...] = ("airport", "bus", "park"),
-    devices: tuple[str, ...] = ("a", "b", "c"), frames: int = 32, mels: int = 16,
-    seed: int = 0, topology: str = "atrous", strategy: str = "multi_task",
-    cond_layer: int | None = 4,
-) -> Path:
-    """A finished run directory (config.json, DONE) with an attention.npz of one clip per
-    scene/device; ``name`` should be the config's run name (pooling att, profile tiny).
-
-    Each clip's maps are distinct random fields, so a different selection must render a
-    different picture; the prediction is wrong for the device-C clips.
-    """
-    rng = np.random.default_rng(seed)
-    run = root / "runs" / name
-    run.mkdir(parents=True)
-    rows = [(s, d) for s in scenes for d in devices]
-    n, k = len(rows), len(SCENES)
-    att = rng.random((n, k, frames // 4, mels // 4)).astype(np.float32)
-    att /= att.sum(axis=(2, 3), keepdims=True)
-    np.savez(
-        run / "attention.npz",
-        attention=att,
-        logmel=rng.normal(size=(n, frames, mels)).astype(np.float32),
-        filename=np.array([f"audio/{s}-city-1-{i}-{d}.wav" for i, (s, d) in enumerate(rows)]),
-        device=np.array([d for _, d in rows]),
-        scene_label=np.array([s for s, _ in rows]),
-        predicted=np.array([s if d != "c" else "tram" for s, d in rows]),
-    )
-    (run / "config.json").write_text(json.dumps({
-        "dataset": "dcase2018", "topology": topology, "pooling": "att",
-        "strategy": strategy, "cond_layer": cond_layer, "train_device": None,
-        "profile": "tiny", "seed": 0,
-    }))
-    (run / "metrics.json").write_text("{}")  # not read by the browser
-    (run / "DONE").write_text("")
-    return run
 
 
 @pytest.fixture()
@@ -86,7 +48,10 @@ def test_selection_functions(results: Path) -> None:
     assert widgets.class_for(clips, i, "predicted") == "tram"
     hm = widgets.heatmap(clips, i, "park")
     assert hm.shape == (4, 8)  # (F', T'): frequency first, as drawn
-    np.testing.assert_array_equal(hm, clips.attention[i, SCENES.index("park")].T)
+    with np.load(clips.run_dir / "attention.npz") as z:  # the file itself, not the reader
+        k = int(np.flatnonzero((z["scene_label"] == "park") & (z["device"] == "c"))[0])
+        expected = z["attention"][k, SCENES.index("park")].T
+    np.testing.assert_array_equal(hm, expected)
     with pytest.raises(ValueError, match="mode"):
         widgets.class_for(clips, i, "best")
     with pytest.raises(IndexError):

@@ -94,41 +94,17 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def cpu_time_note(configs: list[Any]) -> str | None:
-    """For paper-size runs that would train on the CPU: their training FLOPs and a lower
-    bound on the time at this CPU's measured fp32 matmul rate (None otherwise)."""
-    import time
-
-    import torch
-
+    """For paper-size runs that would train on the CPU: a lower bound on their time at
+    this CPU's measured matmul rate (None otherwise), said before they start."""
     from ..accelerator import resolve_torch_device
-    from ..summary import model_summary
+    from ..training.estimate import floor
 
     heavy = [c for c in configs if c.profile == "paper"
              and resolve_torch_device(c.device, field="device").type == "cpu"]
     if not heavy:
         return None
-    flops = 0.0
-    for c in heavy:
-        summary = model_summary(dict(
-            topology=c.topology, pooling=c.pooling, strategy=c.strategy,
-            cond_layer=c.cond_layer, width=c.width, n_frames=c.max_frames or 320))
-        flops += c.iterations * c.batch_size * summary.training_flops_per_sample
-    threads = torch.get_num_threads()
-    torch.set_num_threads(heavy[0].cpu_threads)
-    try:
-        a = torch.randn(512, 512)
-        n, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < 0.3:
-            a @ a
-            n += 1
-        rate = n * 2 * 512**3 / (time.perf_counter() - t0)
-    finally:
-        torch.set_num_threads(threads)
-    hours = flops / rate / 3600
-    return (f"{len(heavy)} paper-size run(s) on the CPU: {flops / 1e15:.1f} PFLOP of training; "
-            f"at this CPU's measured fp32 matmul rate ({rate / 1e9:.0f} GFLOP/s with "
-            f"{heavy[0].cpu_threads} thread(s)) that is at least {hours:.1f} h, evaluation "
-            "not counted. A GPU, or --profile demo, is the practical route")
+    return (f"paper-size training on the CPU: {floor(heavy).text()}, evaluation not "
+            "counted. A GPU, or --profile demo, is the practical route")
 
 
 def _add_recipe_flags(p: argparse.ArgumentParser) -> None:
@@ -202,11 +178,19 @@ def _sweep(args: argparse.Namespace) -> int:
                              models=parse_models(args.models), resampler=args.resampler,
                              precision=args.precision, cpu_threads=args.cpu_threads)
     if args.dry_run:
+        from ..datasets import read_dataset
+        from ..training.estimate import floor
+
         plan = plan_frame(configs, args.results, args.data)
         for row in plan.itertuples():
             print(f"{row.status:8s} {row.run_name}")
         counts = plan["status"].value_counts().to_dict()
         print(f"[sweep] {len(plan)} runs: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+        todo = set(plan.loc[plan["status"] != "done", "run_name"])
+        pending = list({c.run_name: c for c in configs if c.run_name in todo}.values())
+        n_eval = int((read_dataset(args.data)["split"] == "evaluate").sum())
+        print(f"[sweep] to train: {floor(pending, n_eval).text()} (the floor; measured "
+              "throughput is a fraction of it: caa bench)")
         return 0
     note = cpu_time_note(configs)
     if note:

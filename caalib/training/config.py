@@ -44,7 +44,9 @@ RESAMPLERS: tuple[str, ...] = ("kaiser_best", "soxr_hq")
 #: Fields that change how fast a run goes but not what it computes (on one device
 #: kind). A finished run is reused when everything else matches, so a sweep re-run with
 #: another checkpoint interval or on another accelerator does not retrain.
-EXECUTION_FIELDS: frozenset[str] = frozenset({"device", "fast", "compile", "checkpoint_every"})
+EXECUTION_FIELDS: frozenset[str] = frozenset(
+    {"device", "fast", "compile", "checkpoint_every", "eval_schedule"})
+EVAL_SCHEDULES: tuple[str, ...] = ("auto", "dense")
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,10 @@ class TrainConfig:
       (meta.csv, fold files and every clip's bytes, as the feature file records it).
       None until training fills it in; a run directory holding another fingerprint is
       another run, refused rather than reused or resumed.
+    - ``eval_schedule`` (execution only): ``"auto"`` scores the evaluate split every
+      ``eval_every`` iterations only where a rule reads it (the released λ of multi-task
+      runs) and about ten times a run otherwise; ``"dense"`` every ``eval_every``. The
+      final metrics are the same either way; only the training curves are coarser.
     - ``device`` ("auto"/"cpu"/"cuda") is the torch device; ``fast`` turns on
       channels_last and fused Adam on CUDA (no effect on CPU) and lets ``precision="auto"``
       choose bf16; ``compile`` wraps the model in ``torch.compile``.
@@ -122,6 +128,7 @@ class TrainConfig:
     tf32: bool | None = None
     cpu_threads: int = 1
     data_fingerprint: str | None = None
+    eval_schedule: str = "auto"
     device: str = "auto"
     fast: bool = True
     compile: bool = False
@@ -350,6 +357,7 @@ def _validate(cfg: TrainConfig) -> None:
     _choice("attention", cfg.attention, ATTENTION_MODES)
     _choice("device", cfg.device, TORCH_DEVICES)
     _choice("resampler", cfg.resampler, RESAMPLERS)
+    _choice("eval_schedule", cfg.eval_schedule, EVAL_SCHEDULES)
     _choice("precision", cfg.precision, PRECISIONS)
     _resolve_precision(cfg)
 

@@ -42,6 +42,29 @@ from .data import RunData, Split, batch_indices, load_run_data
 CHECKPOINT_FORMAT = 2  # 2: λ re-decided at every evaluation (no latch)
 
 
+def sparse_eval_every(config: TrainConfig) -> int:
+    """The evaluation interval of runs whose training reads no evaluation: a multiple of
+    ``eval_every`` giving about ten evaluations a run (1,500 for the paper profile)."""
+    return config.eval_every * max(1, config.iterations // 10 // config.eval_every)
+
+
+def evaluates_at(config: TrainConfig, step: int) -> bool:
+    """Whether the evaluate split is scored after 1-based ``step``.
+
+    Always after the last step (the reported metrics). Every ``eval_every`` steps where a
+    rule reads the result (the released λ of multi-task runs) or with
+    ``eval_schedule="dense"``; otherwise every :func:`sparse_eval_every` steps, for the
+    training curves. Evaluation changes nothing the training reads (no RNG, BatchNorm in
+    eval mode), so the final metrics are identical either way (tested).
+    """
+    if step == config.iterations:
+        return True
+    reads_evaluation = config.strategy == "multi_task" and config.lambda_mode == "released"
+    if config.eval_schedule == "dense" or reads_evaluation:
+        return step % config.eval_every == 0
+    return step % sparse_eval_every(config) == 0
+
+
 def _macro(recall: dict[str, float] | None) -> float | None:
     """Mean of the per-device recalls present: the released ``average='macro'``."""
     if recall is None:
@@ -247,6 +270,10 @@ class Engine:
         metrics["_pred"] = pred
         return metrics
 
+    def evaluates_at(self, step: int) -> bool:
+        """Whether the evaluate split is scored after ``step`` (see :func:`evaluates_at`)."""
+        return evaluates_at(self.config, step)
+
     def lambda_decision_split(self) -> str | None:
         """Which split's device accuracy decides λ: evaluate (released), the held-out
         training clips (clean), or none (learned / not multi-task)."""
@@ -254,7 +281,7 @@ class Engine:
             return None
         return "evaluate" if self.config.lambda_mode == "released" else "holdout"
 
-    def decide_lambda(self, eval_metrics: dict[str, Any]) -> None:
+    def decide_lambda(self, eval_metrics: dict[str, Any] | None) -> None:
         """Re-decide λ from the latest evaluation, as the released loop does at every
         iteration: ``lambda_after`` while CNN-d's macro device accuracy (the mean of its
         per-device recalls) is at least ``lambda_threshold``, else 1 - so λ returns to 1
@@ -263,6 +290,7 @@ class Engine:
         if name is None:
             return
         if name == "evaluate":
+            assert eval_metrics is not None  # the evaluate split is scored at every decision
             acc = eval_metrics["device_accuracy"]
         else:
             pred = self.predict("holdout")
@@ -361,7 +389,7 @@ class Engine:
                 pending = []
                 bar.update(block)
                 post = {"loss": f"{values[:, 0].mean():.3f}"}
-                if self.step % cfg.eval_every == 0 or self.step == cfg.iterations:
+                if self.evaluates_at(self.step):
                     last_eval = self.evaluate()
                     row = self.history[-1]
                     for dev in DEVICES:
@@ -371,8 +399,9 @@ class Engine:
                     for dev in DEVICES:
                         row[f"device_recall_{dev}"] = recall.get(dev, float("nan"))
                     row["device_acc"] = last_eval["device_accuracy"]
-                    self.decide_lambda(last_eval)
                     post["acc"] = f"{last_eval['accuracy']['avg']:.3f}"
+                if self.step % cfg.eval_every == 0 or self.step == cfg.iterations:
+                    self.decide_lambda(last_eval)
                 bar.set_postfix(post, refresh=False)
                 if self.step % cfg.checkpoint_every == 0 or self.step == cfg.iterations:
                     self.wall_time_s += time.perf_counter() - t0
@@ -493,7 +522,7 @@ def train(
                 raise ConfigError(
                     f"{run_dir / runstore.CONFIG}: the directory holds a run with another "
                     f"config (differs in: {', '.join(diff)}){other_data}; use another "
-                    "directory, or --force to replace it"
+                    "directory, or replace it with `caa train ... --force`"
                 )
             if runstore.is_done(run_dir):
                 return runstore.read_metrics(run_dir)

@@ -231,5 +231,5 @@ def load_checkpoint(run_dir: Path, map_location: Any = "cpu") -> dict[str, Any] 
         first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
         raise ConfigError(
             f"{path}: unreadable checkpoint ({type(exc).__name__}: {first[:200]}); "
-            "delete it or train again with --force"
+            "delete it, or start over with `caa train ... --force`"
         ) from None
