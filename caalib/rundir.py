@@ -35,8 +35,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .constants import DATASETS, DEVICES, PAPER_BEST_LAYERS, SCENES
+from .constants import DATASETS, DEVICES, SCENES
 from .errors import CaaError
+from .spec import ModelSpecError, validate_spec
 
 # ---------------------------------------------------------------------- file names
 RUNS_DIR = "runs"  #: where a results directory keeps its runs: ``<results>/runs/<name>/``
@@ -62,15 +63,7 @@ NAME_DEFAULTS: dict[str, Any] = {
     "lr_decay": "released", "lambda_mode": "released", "attention": "released",
     "resampler": "kaiser_best", "precision": "fp32", "tf32": False, "cpu_threads": 1,
 }
-STRATEGIES: tuple[str, ...] = ("single", "joint", "teacher_forcing", "multi_task")
-CONDITIONED: tuple[str, ...] = ("teacher_forcing", "multi_task")
 PROFILES: tuple[str, ...] = ("tiny", "demo", "paper")
-#: The paper's 14 topology x pooling models.
-POOLINGS_OF: dict[str, tuple[str, ...]] = {}
-for _topology, _pooling in PAPER_BEST_LAYERS:
-    POOLINGS_OF.setdefault(_topology, ())
-    POOLINGS_OF[_topology] += (_pooling,)
-LAYERS: tuple[int, ...] = (1, 2, 3, 4)
 
 ACCURACY_KEYS: tuple[str, ...] = (*DEVICES, "avg")
 LABEL_COLUMNS: tuple[str, ...] = ("filename", "device", "scene_label", "predicted")
@@ -164,22 +157,15 @@ def read_config_dict(run_dir: str | Path) -> dict[str, Any]:
 
     if cfg["dataset"] not in DATASETS:
         raise bad("dataset", f"one of {', '.join(DATASETS)}")
-    if cfg["topology"] not in POOLINGS_OF:
-        raise bad("topology", f"one of {', '.join(POOLINGS_OF)}")
-    if cfg["pooling"] not in POOLINGS_OF[cfg["topology"]]:
-        raise bad("pooling", f"a pooling of topology {cfg['topology']!r} "
-                             f"({', '.join(POOLINGS_OF[cfg['topology']])})")
-    if cfg["strategy"] not in STRATEGIES:
-        raise bad("strategy", f"one of {', '.join(STRATEGIES)}")
+    try:  # the model's part: the study's one rule (caalib.spec)
+        validate_spec(cfg["topology"], cfg["pooling"], cfg["strategy"], cfg["cond_layer"],
+                      cfg.get("attention", "released"))
+    except ModelSpecError as exc:
+        raise RunStoreError(f"{path}: field {exc}") from None
     if cfg["profile"] not in PROFILES:
         raise bad("profile", f"one of {', '.join(PROFILES)}")
     if not _is_int(cfg["seed"]) or cfg["seed"] < 0:
         raise bad("seed", "a non-negative integer")
-    if cfg["strategy"] in CONDITIONED:
-        if not _is_int(cfg["cond_layer"]) or cfg["cond_layer"] not in LAYERS:
-            raise bad("cond_layer", f"one of 1, 2, 3, 4 (strategy {cfg['strategy']})")
-    elif cfg["cond_layer"] is not None:
-        raise bad("cond_layer", f"null (strategy {cfg['strategy']} conditions no layer)")
     if cfg["strategy"] == "single":
         if cfg["train_device"] not in DEVICES:
             raise bad("train_device", f"one of {', '.join(DEVICES)} (strategy single)")

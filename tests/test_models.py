@@ -183,17 +183,19 @@ def test_model_with_conditioning_equals_the_literal_formulation(topology, layer)
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    (dict(topology="big"), "allowed: pool, nopool, atrous"),
-    (dict(pooling="roi"), "pooling 'roi' is not defined for topology 'pool'; "
-                          "allowed: flatten, max, avg, att"),
-    (dict(pooling="flatten", topology="atrous"), "allowed: max, avg, roi, att, roi+att"),
-    (dict(pooling="median"), "allowed: flatten, max, avg, roi, att, roi+att"),
-    (dict(strategy="ensemble"), "allowed: single, joint, teacher_forcing, multi_task"),
-    (dict(strategy="multi_task"), "needs cond_layer; allowed: 1, 2, 3, 4"),
-    (dict(strategy="teacher_forcing", cond_layer=5), "allowed: 1, 2, 3, 4"),
+    (dict(topology="big"), "topology: 'big' is not one of 'pool', 'nopool', 'atrous'"),
+    (dict(pooling="roi"), "pooling: 'roi' is not a pooling of topology 'pool'; "
+                          "allowed: 'flatten', 'max', 'avg', 'att'"),
+    (dict(pooling="flatten", topology="atrous"), "allowed: 'max', 'avg', 'roi', 'att', 'roi+att'"),
+    (dict(pooling="median"), "one of 'flatten', 'max', 'avg', 'roi', 'att', 'roi+att'"),
+    (dict(strategy="ensemble"), "one of 'single', 'joint', 'teacher_forcing', 'multi_task'"),
+    (dict(strategy="multi_task"), "cond_layer: required for strategy 'multi_task' "
+                                  "(one of 1, 2, 3, 4)"),
+    (dict(strategy="teacher_forcing", cond_layer=5), "cond_layer: 5 is not one of 1, 2, 3, 4"),
+    (dict(cond_layer=3), "cond_layer: strategy 'joint' has no conditioning; must be null"),
     (dict(width=0), "width"),
     (dict(n_classes=0), "n_classes"),
-    (dict(attention="soft"), "allowed: released, paper"),
+    (dict(attention="soft"), "attention: 'soft' is not one of 'released', 'paper'"),
 ])
 def test_invalid_arguments_name_the_allowed_values(kwargs, message):
     args = dict(topology="pool", pooling="max", strategy="joint") | kwargs
@@ -203,8 +205,8 @@ def test_invalid_arguments_name_the_allowed_values(kwargs, message):
     assert isinstance(info.value, ConfigError)  # the CLI prints it as one line
 
 
-def test_cond_layer_is_ignored_by_unconditioned_strategies():
-    model = build_model("pool", "max", "single", 3, width=W)
+def test_unconditioned_strategies_build_without_conditioning():
+    model = build_model("pool", "max", "single", None, width=W)
     assert model.cond_layer is None and model.conditioning is None
 
 

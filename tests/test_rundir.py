@@ -439,10 +439,7 @@ def test_vocabulary_agrees_with_training() -> None:
     from caalib.training import config as tc
 
     assert rundir.EXECUTION_FIELDS == tc.EXECUTION_FIELDS
-    assert rundir.STRATEGIES == tc.STRATEGIES
     assert rundir.PROFILES == tc.PROFILES_NAMES
-    assert {k: set(v) for k, v in rundir.POOLINGS_OF.items()} == {
-        k: set(v) for k, v in tc.PAPER_POOLINGS.items()}
     from caalib.training import runstore
 
     assert rundir.PREDICTION_COLUMNS == runstore.PREDICTION_COLUMNS
@@ -470,9 +467,9 @@ def test_rundir_imports_neither_training_nor_results() -> None:
 @pytest.mark.parametrize("change, message", [
     ({"seed": True}, "field seed = True is not a non-negative integer"),
     ({"seed": -1}, "field seed = -1"),
-    ({"pooling": "flatten"}, "pooling = 'flatten' is not a pooling of topology 'atrous'"),
-    ({"cond_layer": None}, "cond_layer = None is not one of 1, 2, 3, 4"),
-    ({"cond_layer": 5}, "cond_layer = 5"),
+    ({"pooling": "flatten"}, "field pooling: 'flatten' is not a pooling of topology 'atrous'"),
+    ({"cond_layer": None}, "field cond_layer: required for strategy 'teacher_forcing'"),
+    ({"cond_layer": 5}, "field cond_layer: 5 is not one of 1, 2, 3, 4"),
     ({"train_device": "a"}, "train_device = 'a' is not null"),
     ({"profile": "huge"}, "profile = 'huge'"),
     ({"dataset": "dcase2020"}, "dataset = 'dcase2020'"),

@@ -95,8 +95,8 @@ def test_cli_reports_an_invalid_model_in_one_line(capsys):
                  "joint"])
     err = capsys.readouterr().err
     assert code == 1
-    assert err.strip() == ("caa model-summary: error: pooling 'roi' is not defined for "
-                           "topology 'pool'; allowed: flatten, max, avg, att")
+    assert err.strip() == ("caa model-summary: error: pooling: 'roi' is not a pooling of "
+                           "topology 'pool'; allowed: 'flatten', 'max', 'avg', 'att'")
 
 
 def test_docs_models_md_is_generated_and_current():

@@ -18,13 +18,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _register_train(sub: argparse._SubParsersAction) -> None:
+    from ..spec import STRATEGIES, TOPOLOGIES
     from ..training.config import (
         ATTENTION_MODES,
         LAMBDA_MODES,
         LR_DECAY_MODES,
         PROFILES_NAMES,
-        STRATEGIES,
-        TOPOLOGIES,
         TORCH_DEVICES,
     )
 

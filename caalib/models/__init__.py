@@ -4,19 +4,22 @@
 ``model(x, device=None)`` returns a :class:`ModelOutput` (scene, device, attention).
 """
 
-from .blocks import ConvBlock, DeviceConditioning
-from .device_cnn import DEVICE_CNN_CHANNELS, DeviceCNN
-from .heads import ATTENTION_VARIANTS, ROI_SIZE, AttentionHead, FlattenHead, GlobalPoolHead
-from .init import he_uniform_bound, init_module
-from .net import (
+from ..spec import (
     ATTENTION_POOLINGS,
-    BACKBONE_CHANNELS,
+    ATTENTION_VARIANTS,
     COND_LAYERS,
     CONDITIONED_STRATEGIES,
-    DILATIONS,
     POOLINGS,
     STRATEGIES,
     TOPOLOGIES,
+)
+from .blocks import ConvBlock, DeviceConditioning
+from .device_cnn import DEVICE_CNN_CHANNELS, DeviceCNN
+from .heads import ROI_SIZE, AttentionHead, FlattenHead, GlobalPoolHead
+from .init import he_uniform_bound, init_module
+from .net import (
+    BACKBONE_CHANNELS,
+    DILATIONS,
     VALID_POOLINGS,
     CAANet,
     ModelConfigError,

@@ -11,11 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..spec import ATTENTION_VARIANTS  # "released" (the authors' code) or "paper" (Eqs. 5-6)
+
 #: ROI pooling splits the map into 16x16 regions (paper Section III-D-3).
 ROI_SIZE = 16
-
-#: Attention variants: "released" follows the authors' code, "paper" the text (Eqs. 5-6).
-ATTENTION_VARIANTS: tuple[str, ...] = ("released", "paper")
 
 #: The released attention is sigmoid(a) + 0.1 clamped to [EPS, 1 - EPS] with EPS = 0.1.
 RELEASED_ATTENTION_EPS = 0.1

@@ -22,24 +22,19 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from ..spec import (
+    PAPER_POOLINGS,
+    ModelSpecError,
+    validate_spec,
+)
 from .blocks import ConvBlock, DeviceConditioning
 from .device_cnn import DEVICE_CNN_CHANNELS, DeviceCNN, one_hot
-from .heads import ATTENTION_VARIANTS, AttentionHead, FlattenHead, GlobalPoolHead
+from .heads import AttentionHead, FlattenHead, GlobalPoolHead
 from .init import init_module
 
-TOPOLOGIES: tuple[str, ...] = ("pool", "nopool", "atrous")
-POOLINGS: tuple[str, ...] = ("flatten", "max", "avg", "roi", "att", "roi+att")
-STRATEGIES: tuple[str, ...] = ("single", "joint", "teacher_forcing", "multi_task")
-CONDITIONED_STRATEGIES: tuple[str, ...] = ("teacher_forcing", "multi_task")
-COND_LAYERS: tuple[int, ...] = (1, 2, 3, 4)
-
-#: The paper's 14 models (Table I): which heads each topology was run with.
-VALID_POOLINGS: dict[str, tuple[str, ...]] = {
-    "pool": ("flatten", "max", "avg", "att"),
-    "nopool": ("max", "avg", "roi", "att", "roi+att"),
-    "atrous": ("max", "avg", "roi", "att", "roi+att"),
-}
+#: The paper's 14 models (Table I): which heads each topology was run with (the
+#: vocabulary is caalib.spec's; these names are kept for the models' callers).
+VALID_POOLINGS: dict[str, tuple[str, ...]] = PAPER_POOLINGS
 
 BACKBONE_CHANNELS: tuple[int, ...] = (64, 128, 256, 512)
 DILATIONS: dict[str, tuple[int, ...]] = {
@@ -47,10 +42,8 @@ DILATIONS: dict[str, tuple[int, ...]] = {
     "nopool": (1, 1, 1, 1),
     "atrous": (1, 2, 4, 8),
 }
-ATTENTION_POOLINGS: tuple[str, ...] = ("att", "roi+att")
 
-
-class ModelConfigError(ConfigError, ValueError):
+class ModelConfigError(ModelSpecError):
     """An invalid model argument: a ValueError for callers, a one-line error for the CLI."""
 
 
@@ -103,31 +96,22 @@ def _check_positive_int(name: str, value: object) -> None:
 def validate_model_args(topology: str, pooling: str, strategy: str, cond_layer: int | None,
                         n_classes: int, n_devices: int, width: float, n_frames: int,
                         n_mels: int, attention: str) -> int | None:
-    """Raise ModelConfigError naming the allowed values; return the effective cond_layer."""
-    _check_choice("topology", topology, TOPOLOGIES)
-    _check_choice("pooling", pooling, POOLINGS)
-    if pooling not in VALID_POOLINGS[topology]:
-        raise ModelConfigError(
-            f"pooling {pooling!r} is not defined for topology {topology!r}; "
-            f"allowed: {_allowed(VALID_POOLINGS[topology])}"
-        )
-    _check_choice("strategy", strategy, STRATEGIES)
-    if cond_layer is not None and (isinstance(cond_layer, bool) or cond_layer not in COND_LAYERS):
-        raise ModelConfigError(
-            f"cond_layer {cond_layer!r} is not defined; allowed: {_allowed(COND_LAYERS)}"
-        )
-    if strategy in CONDITIONED_STRATEGIES and cond_layer is None:
-        raise ModelConfigError(
-            f"strategy {strategy!r} needs cond_layer; allowed: {_allowed(COND_LAYERS)}"
-        )
+    """Raise ModelConfigError naming the allowed values; return ``cond_layer``.
+
+    The model's part (topology, pooling, strategy, cond_layer, attention) is checked by
+    ``caalib.spec.validate_spec``, the study's one rule; the sizes here.
+    """
+    try:
+        validate_spec(topology, pooling, strategy, cond_layer, attention)
+    except ModelSpecError as exc:
+        raise ModelConfigError(str(exc)) from None
     for name, value in (("n_classes", n_classes), ("n_devices", n_devices),
                         ("n_frames", n_frames), ("n_mels", n_mels)):
         _check_positive_int(name, value)
     if (isinstance(width, bool) or not isinstance(width, int | float)
             or not math.isfinite(width) or width <= 0):
         raise ModelConfigError(f"width must be a positive finite number, got {width!r}")
-    _check_choice("attention", attention, ATTENTION_VARIANTS)
-    return int(cond_layer) if strategy in CONDITIONED_STRATEGIES else None
+    return None if cond_layer is None else int(cond_layer)
 
 
 class CAANet(nn.Module):

@@ -16,7 +16,15 @@ import pandas as pd
 
 from ..constants import DEVICES, SCENE_INDEX, SCENE_TITLES, SCENES
 from ..errors import CaaError
-from ..rundir import check_run, read_attention, read_history, read_metrics, runs_root
+from ..rundir import (
+    ATTENTION_FILE,
+    HISTORY_FILE,
+    check_run,
+    read_attention,
+    read_history,
+    read_metrics,
+    runs_root,
+)
 from .output import relocate, staged_output
 from .paper import NETWORK_TITLES, NETWORKS, POOLINGS, load_paper_table
 from .runs import load_runs
@@ -258,10 +266,10 @@ def write_figures(results_dir: str | Path, out_dir: str | Path, *, profile: str 
         check_run(best)
     else:
         best = Path(runs.loc[runs["acc_avg"].idxmax(), "path"])
-    with_att = [best] if (best / "attention.npz").is_file() else [
+    with_att = [best] if (best / ATTENTION_FILE).is_file() else [
         Path(p) for p in runs.sort_values("acc_avg", ascending=False)["path"]
-        if (Path(p) / "attention.npz").is_file()]
-    hist = [Path(p) for p in runs["path"] if (Path(p) / "history.csv").is_file()]
+        if (Path(p) / ATTENTION_FILE).is_file()]
+    hist = [Path(p) for p in runs["path"] if (Path(p) / HISTORY_FILE).is_file()]
     out_dir = Path(out_dir)
     reads = [results_dir, runs_root(results_dir)] + ([best] if run is not None else [])
     with staged_output(out_dir, owned_by_figures, reads=reads, what="caa figures") as stage:

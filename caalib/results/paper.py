@@ -18,15 +18,16 @@ import pandas as pd
 
 from ..constants import PAPER_BEST_LAYERS as _PAPER_BEST_LAYERS
 from ..errors import CaaError
+from ..spec import COND_LAYERS, TOPOLOGIES
+from ..spec import POOLINGS as POOLINGS  # re-exported: the tables' vocabulary is caalib.spec's
+from ..spec import STRATEGIES as STRATEGIES
 
 #: Where the transcribed tables live (repository root / results / paper).
 PAPER_DIR = Path(__file__).resolve().parents[2] / "results" / "paper"
 
-NETWORKS: tuple[str, ...] = ("pool", "nopool", "atrous")
-POOLINGS: tuple[str, ...] = ("flatten", "max", "avg", "roi", "att", "roi+att")
-STRATEGIES: tuple[str, ...] = ("single", "joint", "teacher_forcing", "multi_task")
+NETWORKS: tuple[str, ...] = TOPOLOGIES  # the tables' word for a topology
 TABLE_DEVICES: tuple[str, ...] = ("a", "b", "c", "avg")
-LAYERS: tuple[int, ...] = (1, 2, 3, 4)
+LAYERS: tuple[int, ...] = COND_LAYERS
 
 #: How the paper names the topologies (table row labels).
 NETWORK_TITLES: dict[str, str] = {

@@ -34,6 +34,7 @@ import pandas as pd
 from ..constants import DEVICES
 from ..rundir import (
     CONFIG_FIELDS,
+    METRICS_FILE,
     RunStoreError,
     RunStoreWarning,
     eval_devices,
@@ -63,7 +64,7 @@ def read_run(run_dir: str | Path, config: dict[str, Any] | None = None) -> dict[
     cfg = read_config_dict(run_dir) if config is None else config
     met = read_metrics(run_dir)
     if cfg["strategy"] == "single" and eval_devices(met) != [cfg["train_device"]]:
-        raise RunStoreError(f"{run_dir / 'metrics.json'}: a single-device run on "
+        raise RunStoreError(f"{run_dir / METRICS_FILE}: a single-device run on "
                             f"{cfg['train_device']} scored on devices {eval_devices(met)}")
     acc = met["accuracy"]
     row: dict[str, Any] = {"name": run_dir.name}

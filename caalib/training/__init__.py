@@ -7,12 +7,12 @@ The faithfulness switches (learning-rate decay, λ rule, attention head) are des
 in docs/training.md.
 """
 
+from ..spec import STRATEGIES
 from .config import (
     EXECUTION_FIELDS,
     LAMBDA_MODES,
     LR_DECAY_MODES,
     PROFILES,
-    STRATEGIES,
     TrainConfig,
 )
 from .data import RunData, attention_clips, batch_indices, holdout_mask, load_run_data

@@ -21,21 +21,17 @@ from typing import Any
 
 from ..constants import DATASETS, DEVICES
 from ..errors import ConfigError
+from ..spec import (  # the model vocabulary, re-exported for the training API
+    ATTENTION_VARIANTS,
+    ModelSpec,
+    ModelSpecError,
+    validate_spec,
+)
 
-TOPOLOGIES: tuple[str, ...] = ("pool", "nopool", "atrous")
-
-#: The paper's 14 topology x pooling models (Table I rows). Kept here as well as in
-#: caalib.models so configs validate without importing torch.
-PAPER_POOLINGS: dict[str, tuple[str, ...]] = {
-    "pool": ("flatten", "max", "avg", "att"),
-    "nopool": ("max", "avg", "roi", "att", "roi+att"),
-    "atrous": ("max", "avg", "roi", "att", "roi+att"),
-}
-STRATEGIES: tuple[str, ...] = ("single", "joint", "teacher_forcing", "multi_task")
 PROFILES_NAMES: tuple[str, ...] = ("tiny", "demo", "paper")
 LR_DECAY_MODES: tuple[str, ...] = ("released", "paper")
 LAMBDA_MODES: tuple[str, ...] = ("released", "clean", "learned")
-ATTENTION_MODES: tuple[str, ...] = ("released", "paper")
+ATTENTION_MODES: tuple[str, ...] = ATTENTION_VARIANTS
 TORCH_DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 PRECISIONS: tuple[str, ...] = ("auto", "bf16", "fp32")
 #: As in caalib.features.recipe (repeated so configs validate without the audio stack).
@@ -212,8 +208,14 @@ class TrainConfig:
                 and not (k == "data_fingerprint" and (a[k] is None or b[k] is None))]
 
     @property
+    def model_spec(self) -> ModelSpec:
+        """The model this run trains (the frozen, validated spec the bench uses too)."""
+        return ModelSpec(self.topology, self.pooling, self.strategy, self.cond_layer,
+                         self.attention)
+
+    @property
     def conditioned(self) -> bool:
-        return self.strategy in ("teacher_forcing", "multi_task")
+        return self.model_spec.conditioned
 
     @property
     def eval_devices(self) -> tuple[str, ...]:
@@ -344,17 +346,13 @@ def _validate(cfg: TrainConfig) -> None:
         object.__setattr__(cfg, name, float(value))
 
     _choice("dataset", cfg.dataset, DATASETS)
-    _choice("topology", cfg.topology, TOPOLOGIES)
-    if cfg.pooling not in PAPER_POOLINGS[cfg.topology]:
-        raise ConfigError(
-            f"pooling: {cfg.pooling!r} is not a pooling of topology {cfg.topology!r}; "
-            f"allowed: {', '.join(PAPER_POOLINGS[cfg.topology])}"
-        )
-    _choice("strategy", cfg.strategy, STRATEGIES)
+    try:  # the model's part: the study's one rule (caalib.spec)
+        validate_spec(cfg.topology, cfg.pooling, cfg.strategy, cfg.cond_layer, cfg.attention)
+    except ModelSpecError as exc:
+        raise ConfigError(str(exc)) from None
     _choice("profile", cfg.profile, PROFILES_NAMES)
     _choice("lr_decay", cfg.lr_decay, LR_DECAY_MODES)
     _choice("lambda_mode", cfg.lambda_mode, LAMBDA_MODES)
-    _choice("attention", cfg.attention, ATTENTION_MODES)
     _choice("device", cfg.device, TORCH_DEVICES)
     _choice("resampler", cfg.resampler, RESAMPLERS)
     _choice("eval_schedule", cfg.eval_schedule, EVAL_SCHEDULES)
@@ -369,17 +367,6 @@ def _validate(cfg: TrainConfig) -> None:
         raise ConfigError(
             f"train_device: only strategy 'single' trains on one device; "
             f"must be null for {cfg.strategy!r}"
-        )
-    if cfg.conditioned:
-        if cfg.cond_layer is None:
-            raise ConfigError(
-                f"cond_layer: required for strategy {cfg.strategy!r} (one of 1, 2, 3, 4)"
-            )
-        if cfg.cond_layer not in (1, 2, 3, 4):
-            raise ConfigError(f"cond_layer: {cfg.cond_layer!r} is not one of 1, 2, 3, 4")
-    elif cfg.cond_layer is not None:
-        raise ConfigError(
-            f"cond_layer: strategy {cfg.strategy!r} has no conditioning; must be null"
         )
 
     for name in ("iterations", "batch_size", "eval_every", "checkpoint_every",

@@ -24,16 +24,15 @@ import pandas as pd
 
 from ..constants import DEVICES, PAPER_BEST_LAYERS
 from ..errors import CaaError, ConfigError
+from ..spec import MODELS as _PAPER_MODELS
 from . import runstore
-from .config import PAPER_POOLINGS, PROFILES, TrainConfig
+from .config import PROFILES, TrainConfig
 
 TABLES: tuple[str, ...] = ("I", "II", "III")
 TABLE_DATASET: dict[str, str] = {"I": "dcase2018", "II": "dcase2018", "III": "dcase2019"}
 
 #: The paper's 14 models in table order.
-MODELS: tuple[tuple[str, str], ...] = tuple(
-    (topology, pooling) for topology, poolings in PAPER_POOLINGS.items() for pooling in poolings
-)
+MODELS: tuple[tuple[str, str], ...] = _PAPER_MODELS
 #: Table I's best conditioned layer per model (study notes section 5).
 BEST_LAYER: dict[tuple[str, str], int] = PAPER_BEST_LAYERS
 TABLE_III_MODELS: tuple[tuple[str, str], ...] = (
