@@ -436,7 +436,7 @@ class RecipeTrainer(Trainer):
 
 
 class EngineTrainer(Trainer):
-    """The training engine's own update (``Engine._update``), so the benchmark measures
+    """The training engine's own update (``Engine.update``), so the benchmark measures
     exactly what ``caa train`` runs, under the engine's own backend settings."""
 
     source = "caalib.training.Engine"
@@ -479,10 +479,10 @@ class EngineTrainer(Trainer):
 
     def _step(self, i: int) -> torch.Tensor:
         rows = self.order[i]
-        return self.engine._update(self.x[rows], self.y[rows], self.d[rows], self.lam)[0]
+        return self.engine.update(self.x[rows], self.y[rows], self.d[rows], self.lam)[0]
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        return self.engine._autocast()
+        return self.engine.autocast()
 
     def forward(self, x: torch.Tensor, device: torch.Tensor | None = None) -> Any:
         return self.engine.forward(x, device=device)
@@ -499,7 +499,7 @@ def make_trainer(mode: str, s: BenchSettings, data: SyntheticData, device: torch
             engine_mod = None  # type: ignore[assignment]
         if engine_mod is not None and all(
                 hasattr(engine_mod, a) for a in ("Engine", "_torch_settings")) and hasattr(
-                engine_mod.Engine, "_update"):
+                engine_mod.Engine, "update"):
             return EngineTrainer(mode, s, data, device, lam)
     return RecipeTrainer(recipe_for(mode, device), s, data, device, lam)
 

@@ -191,7 +191,8 @@ class Engine:
             )
         return self._on_device[name]  # type: ignore[return-value]
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The run's arithmetic: bf16 autocast on CUDA when ``precision`` is bf16, else none."""
         if self.config.precision == "bf16" and self.device.type == "cuda":
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
@@ -201,11 +202,11 @@ class Engine:
         return self.config.lambda_after if self.lambda_low else 1.0
 
     # -- one update --------------------------------------------------------------------
-    def _update(self, xb: torch.Tensor, yb: torch.Tensor, db: torch.Tensor,
-                lam: float) -> torch.Tensor:
+    def update(self, xb: torch.Tensor, yb: torch.Tensor, db: torch.Tensor,
+               lam: float) -> torch.Tensor:
         """One Adam step; returns (loss, loss_scene, loss_device, λ) as a device tensor."""
         cfg = self.config
-        with self._autocast():
+        with self.autocast():
             out = self.forward(xb, device=db if cfg.strategy == "teacher_forcing" else None)
         loss_scene = F.nll_loss(out.scene.float(), yb)
         nan = torch.full((), float("nan"), device=xb.device)
@@ -239,7 +240,7 @@ class Engine:
         scenes, devices, atts = [], [], []
         try:
             for start in range(0, x.shape[0], bs):
-                with self._autocast():
+                with self.autocast():
                     out = self.forward(x[start:start + bs], device=dev[start:start + bs]
                                        if self.config.strategy == "teacher_forcing" else None)
                 scenes.append(out.scene.float())
@@ -378,7 +379,7 @@ class Engine:
                     for group in self.optimizer.param_groups:
                         group["lr"] = lr
                     rows = idx[b]
-                    pending.append(self._update(x[rows], y[rows], d[rows], self.current_lambda))
+                    pending.append(self.update(x[rows], y[rows], d[rows], self.current_lambda))
                     self.step += 1
                     self.history.append({"iteration": self.step, "lr": lr})
                 # log point: one host sync for the whole block
