@@ -238,3 +238,28 @@ def test_paper_profile_on_cpu_states_its_time_before_starting(tmp_path, tiny_dat
                  "--pooling", "att", "--strategy", "joint", "--profile", "tiny",
                  "--accelerator", "cpu", "--no-progress", "--out", str(tmp_path / "t")]) == 0
     assert "paper-size" not in capsys.readouterr().err
+
+
+def test_disk_full_while_training_is_one_line_and_keeps_the_checkpoint(
+        tmp_path, tiny_dataset_2018, tiny_features_2018, monkeypatch, capsys):
+    import errno
+
+    cfg = tiny(strategy="joint", iterations=6, eval_every=3, checkpoint_every=3)
+    run = tmp_path / "run"
+    real = runstore.save_checkpoint
+    calls = {"n": 0}
+
+    def full_disk(run_dir, state):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the second checkpoint finds the disk full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(run_dir, state)
+
+    monkeypatch.setattr(runstore, "save_checkpoint", full_disk)
+    with pytest.raises(ConfigError, match="No space left on device.*resume"):
+        train(cfg, run, data_dir=tiny_dataset_2018, progress=False)
+    assert runstore.load_checkpoint(run)["iteration"] == 3 and not (run / "DONE").exists()
+    monkeypatch.setattr(runstore, "save_checkpoint", real)
+    resumed = train(cfg, run, data_dir=tiny_dataset_2018, progress=False)
+    straight = train(cfg, tmp_path / "straight", data_dir=tiny_dataset_2018, progress=False)
+    assert resumed["accuracy"] == straight["accuracy"]
