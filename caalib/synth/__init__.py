@@ -41,15 +41,19 @@ def _settings(profile: str, layout: str, seed: int) -> dict[str, object]:
             "layout": layout, "seed": seed}
 
 
-def _validate(profile: str, layout: str, seed: int) -> SynthProfile:
-    if profile not in SYNTH_PROFILES:
+def _validate(profile: str | SynthProfile, layout: str, seed: int) -> SynthProfile:
+    if isinstance(profile, SynthProfile):
+        prof = profile
+    elif profile not in SYNTH_PROFILES:
         raise ConfigError(f"unknown synth profile {profile!r} (choose from "
                           f"{', '.join(SYNTH_PROFILES)})")
+    else:
+        prof = SYNTH_PROFILES[profile]
     if layout not in DATASETS:
         raise ConfigError(f"unknown layout {layout!r} (choose from {', '.join(DATASETS)})")
     if not isinstance(seed, int | np.integer) or seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
-    return SYNTH_PROFILES[profile]
+    return prof
 
 
 def existing_matches(out_dir: str | os.PathLike[str], profile: str = "tiny",
@@ -103,7 +107,7 @@ def _groups(clips: list[Clip]) -> list[list[Clip]]:
     return [sorted(g, key=lambda c: c.device) for g in by_key.values()]
 
 
-def synthesize(out_dir: str | os.PathLike[str], profile: str = "tiny",
+def synthesize(out_dir: str | os.PathLike[str], profile: str | SynthProfile = "tiny",
                layout: str = "dcase2018", seed: int = 0, progress: bool = True,
                workers: int | None = None) -> Path:
     """Write a synthetic dataset to ``out_dir`` (which must not exist or be empty).
@@ -111,6 +115,8 @@ def synthesize(out_dir: str | os.PathLike[str], profile: str = "tiny",
     The dataset is built in a temporary directory beside ``out_dir`` and moved into
     place only when complete, so an interrupted run leaves nothing behind.
     ``workers`` overrides the profile's process count (1 renders in-process).
+    ``profile`` names one of ``SYNTH_PROFILES`` or is a :class:`SynthProfile` of
+    another size (``caa bench`` times feature extraction on one).
     """
     prof = _validate(profile, layout, seed)
     out = Path(out_dir)
@@ -124,7 +130,7 @@ def synthesize(out_dir: str | os.PathLike[str], profile: str = "tiny",
     args = (int(seed), prof.clip_seconds, prof.a_channels, prof.a_subtype)
     with atomic_dir(out) as tmp:
         (tmp / "audio").mkdir()
-        bar = tqdm(total=len(clips), desc=f"synth {profile}/{layout}", unit="clip",
+        bar = tqdm(total=len(clips), desc=f"synth {prof.name}/{layout}", unit="clip",
                    disable=not progress)
         try:
             if n_workers <= 1:
@@ -138,7 +144,7 @@ def synthesize(out_dir: str | os.PathLike[str], profile: str = "tiny",
         finally:
             bar.close()
         write_metadata(tmp, clips, layout)
-        settings = _settings(profile, layout, int(seed))
+        settings = _settings(prof.name, layout, int(seed))
         settings.update(clips=len(clips), counts=profile_counts(prof, layout),
                         profile_settings=asdict(prof))
         write_json(tmp / SETTINGS_FILE, settings)

@@ -112,8 +112,9 @@ class UncertaintyWeights(nn.Module):
 
 
 @contextlib.contextmanager
-def _torch_settings(device: torch.device, config: TrainConfig) -> Iterator[None]:
-    """Threads and determinism for the run, restored afterwards (notebooks share a process)."""
+def torch_settings(device: torch.device, config: TrainConfig) -> Iterator[None]:
+    """Threads, determinism and TF32 for the run, restored afterwards (notebooks share a
+    process); an :class:`Engine` trains under them (``caa bench`` and the numerics check too)."""
     threads = torch.get_num_threads()
     det = torch.are_deterministic_algorithms_enabled()
     det_warn = torch.is_deterministic_algorithms_warn_only_enabled()
@@ -531,7 +532,7 @@ def train(
             runstore.clear_run(run_dir)
 
         data = load_run_data(config, feature_path, data_path)
-        with _torch_settings(device, config):
+        with torch_settings(device, config):
             engine = Engine(config, data, device)
             state = runstore.load_checkpoint(run_dir, map_location=device)
             if state is not None:
