@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .constants import DEVICE_INDEX, DEVICES, FEATURE_SAMPLE_RATE, SCENE_INDEX
+from .constants import DEVICE_INDEX, DEVICES, FEATURE_SAMPLE_RATE, SCENE_INDEX, SCENES
 from .errors import DatasetError
 
 META_FILE = "meta.csv"
@@ -518,6 +518,106 @@ def summarize(df: pd.DataFrame) -> str:
             f"no split {int(spl.get('', 0))}")
 
 
+# -- what the data looks like (notebook 01): counts and parallel recordings ------------
+
+#: The splits of ``read_dataset``'s ``split`` column, in table order ("" = no split).
+SPLITS: tuple[str, ...] = ("train", "evaluate")
+
+
+def _split_column(meta: pd.DataFrame) -> pd.Series:
+    """The ``split`` column with clips in no split (the 2019 Milan clips) named "none"."""
+    return meta["split"].fillna("").replace("", "none")
+
+
+def clip_counts(meta: pd.DataFrame) -> pd.DataFrame:
+    """Clips per scene (rows) and split/device (columns), with totals.
+
+    ``meta`` is :func:`read_dataset`'s frame. Clips in no split (the 2019 Milan clips)
+    get a column of their own so nothing is silently dropped.
+    """
+    missing = [c for c in ("scene_label", "source_label", "split") if c not in meta.columns]
+    if missing:
+        raise DatasetError(f"clip table lacks column(s) {missing}")
+    split = _split_column(meta)
+    splits = [s for s in (*SPLITS, "none") if (split == s).any()]
+    table = pd.crosstab(meta["scene_label"], [split, meta["source_label"]])
+    cols = [(s, d) for s in splits for d in DEVICES if (s, d) in table.columns]
+    rows = [s for s in SCENES if s in table.index]
+    table = table.reindex(index=rows, columns=pd.MultiIndex.from_tuples(cols)).fillna(0)
+    table = table.astype(int)
+    table.index.name = "scene"
+    table.columns.names = ["split", "device"]
+    table.loc["total"] = table.sum(axis=0)
+    table[("all", "all")] = table.sum(axis=1)
+    return table
+
+
+def device_split_counts(meta: pd.DataFrame) -> pd.DataFrame:
+    """Clips per device (rows) and split (columns): the imbalance the paper blames."""
+    split = _split_column(meta)
+    table = pd.crosstab(meta["source_label"], split).reindex(index=list(DEVICES)).fillna(0)
+    order = [s for s in (*SPLITS, "none") if s in table.columns]
+    table = table[order].astype(int)
+    table["all"] = table.sum(axis=1)
+    table.index.name = "device"
+    return table
+
+
+def recording_key(meta: pd.DataFrame) -> pd.Series:
+    """scene-city-location-segment: the same key for a clip and its parallel twins."""
+    if "segment" in meta.columns and "identifier" in meta.columns:
+        return (meta["scene_label"].astype(str) + "-" + meta["identifier"].astype(str)
+                + "-" + meta["segment"].astype(str))
+    # Fall back on the file name: audio/<scene>-<city>-<loc>-<segment>-<device>.wav
+    return meta["filename"].map(lambda f: Path(str(f)).stem.rsplit("-", 1)[0])
+
+
+def parallel_recordings(meta: pd.DataFrame, split: str | None = "evaluate") -> pd.DataFrame:
+    """Rows of every recording present on all three devices, ordered by key then device."""
+    rows = meta if split is None else meta[meta["split"] == split]
+    key = recording_key(rows)
+    full = key.groupby(key).transform("size") == len(DEVICES)
+    has_all = rows.assign(recording=key)[full & rows.groupby(key)["source_label"]
+                                          .transform("nunique").eq(len(DEVICES))]
+    dev_order = has_all["source_label"].map(DEVICE_INDEX)
+    return (has_all.assign(_d=dev_order).sort_values(["recording", "_d"])
+            .drop(columns="_d").reset_index(drop=True))
+
+
+def pick_parallel_recording(meta: pd.DataFrame, scene: str | None = None,
+                            split: str | None = "evaluate") -> pd.DataFrame:
+    """One recording heard by devices A, B and C (three rows, in device order).
+
+    Picks the first recording (by key) of ``scene``, or of any scene when ``scene`` is
+    None, so the choice is the same every run.
+    """
+    par = parallel_recordings(meta, split)
+    if scene is not None:
+        if scene not in SCENES:
+            raise ValueError(f"unknown scene {scene!r}")
+        par = par[par["scene_label"] == scene]
+    if par.empty:
+        where = f" of scene {scene!r}" if scene else ""
+        raise DatasetError(f"no recording{where} in split {split!r} is present on all "
+                           f"three devices {DEVICES}")
+    first = par["recording"].iloc[0]
+    return par[par["recording"] == first].reset_index(drop=True)
+
+
+def parallel_mask(meta: pd.DataFrame, split: str | None = None) -> np.ndarray:
+    """Boolean mask over ``meta`` of the clips that belong to a three-device recording.
+
+    ``meta`` needs ``filename`` and ``source_label`` (a feature file's meta suffices);
+    ``split`` restricts to one split when ``meta`` has a ``split`` column.
+    """
+    key = recording_key(meta)
+    ok = meta.groupby(key)["source_label"].transform("nunique").eq(len(DEVICES)).to_numpy()
+    if split is not None and "split" in meta.columns:
+        ok &= (meta["split"] == split).to_numpy()
+    return ok
+
+
 __all__ = ["detect_layout", "read_dataset", "check_dataset", "check_dataset_report",
            "inspect_clip", "wav_chunk_problem", "summarize", "CheckReport", "ClipAudio",
-           "Finding"]
+           "Finding", "SPLITS", "clip_counts", "device_split_counts", "recording_key",
+           "parallel_recordings", "pick_parallel_recording", "parallel_mask"]

@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
+import pandas as pd
 import torch
 from torch import nn
 
@@ -185,3 +186,28 @@ def receptive_field_rows(kernel: int = KERNEL_SIZE) -> list[dict]:
                 "paper_rf": paper_receptive_field(topology, rf.block, kernel),
             })
     return rows
+
+
+def receptive_field_table(measure: bool = True) -> pd.DataFrame:
+    """Per topology and block: exact RF, the paper's formula and (optionally) the measured RF.
+
+    The rows of :func:`receptive_field_rows`; with ``measure`` also ``measured_time``,
+    ``measured_freq`` and ``measured_filled`` from :func:`measured_receptive_fields`.
+    ``rf_time``/``rf_freq`` (what :func:`caalib.results.figures.receptive_field_figure`
+    draws) are the measured sizes when ``measure`` is true, else the analytic ones, so
+    the figure shows what the networks really see.
+    """
+    table = pd.DataFrame(receptive_field_rows())
+    if measure:
+        sizes = {}
+        for topology in table["topology"].unique():
+            for m in measured_receptive_fields(topology):
+                sizes[(topology, m.block)] = (*m.size, m.filled)
+        keys = list(zip(table["topology"], table["block"], strict=True))
+        table["measured_time"] = [sizes[k][0] for k in keys]
+        table["measured_freq"] = [sizes[k][1] for k in keys]
+        table["measured_filled"] = [sizes[k][2] for k in keys]
+        table["rf_time"], table["rf_freq"] = table["measured_time"], table["measured_freq"]
+    else:
+        table["rf_time"], table["rf_freq"] = table["block_rf"], table["block_rf"]
+    return table

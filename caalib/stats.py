@@ -12,6 +12,15 @@ Three questions, three tools:
   :func:`paired_runs_test` applies it to two run directories.
 * How uncertain one run's per-device macro accuracy is: :func:`bootstrap_macro_accuracy`.
 
+Over a whole results directory (notebook 05 and ``caa significance`` call the same
+functions): :func:`strategy_tests` compares the training strategies of each model both
+ways, :func:`bootstrap_runs` gives every run's confidence interval, and
+:func:`write_significance` writes them with the paper's claims as three CSV files, all
+or nothing. Which runs are compared is :func:`caalib.results.selection.pick_runs`' rule
+(the runs Tables II/III count); this module reads runs through :mod:`caalib.results`
+and :mod:`caalib.rundir`, never through ``caalib.training``, and nothing in
+:mod:`caalib.results` imports it.
+
 Accuracies passed to :func:`ztest_proportions` are fractions in [0, 1] by default; pass
 ``percent=True`` for numbers as printed in the paper. Both are validated, because a
 percent silently read as a fraction (or the reverse) gives a plausible-looking z.
@@ -23,15 +32,21 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats as _st
 
 from . import rundir
-from .constants import DEVICES
+from .atomic import write_text
+from .constants import DEVICES, SCENE_INDEX
 from .errors import CaaError
 from .metrics import device_metrics
+from .results.output import staged_output
+from .results.runs import load_runs
+from .results.selection import choose_dataset, pick_runs
+from .results.tables import owned_by_tables
 
 #: DCASE 2018 Task 1B evaluate split (study notes section 4; paper section IV-A).
 DCASE2018_EVAL_CLIPS: dict[str, int] = {"a": 2518, "b": 180, "c": 180}
@@ -273,3 +288,186 @@ def paired_runs_test(
     merged = pair_predictions(p1, p2, run_dir1, run_dir2, device)
     return mcnemar_exact(merged["correct_1"].to_numpy(), merged["correct_2"].to_numpy(),
                          alternative=alternative)
+
+
+# -- our runs, strategy against strategy (notebook 05, caa significance) ---------------
+
+#: The comparisons made between training strategies of one model (strategy 1 vs 2).
+STRATEGY_PAIRS: tuple[tuple[str, str], ...] = (
+    ("multi_task", "single"),
+    ("multi_task", "joint"),
+    ("teacher_forcing", "joint"),
+    ("multi_task", "teacher_forcing"),
+)
+
+STRATEGY_TEST_COLUMNS: tuple[str, ...] = (
+    "model", "topology", "pooling", "run1", "run2", "strategy1", "strategy2", "test",
+    "device", "acc1", "acc2", "n", "b", "c", "z", "p", "alternative")
+BOOTSTRAP_COLUMNS: tuple[str, ...] = (
+    "run", "topology", "pooling", "strategy", "train_device", "cond_layer", "device",
+    "accuracy", "ci_low", "ci_high", "n_clips")
+
+
+def _avg(sel: pd.DataFrame, strategy: str) -> float:
+    if strategy == "single":  # three runs, each on its own device (Table II's row)
+        vals = [sel.loc[sel["train_device"] == d, f"acc_{d}"] for d in DEVICES]
+        vals = [float(v.iloc[0]) for v in vals if len(v)]
+        return float(np.mean(vals)) if len(vals) == len(DEVICES) else float("nan")
+    return float(sel["acc_avg"].iloc[0])
+
+
+def _n_eval(run_dir: str | Path) -> dict[str, int]:
+    return {k: int(v) for k, v in rundir.read_metrics(run_dir)["n_eval"].items()}
+
+
+def strategy_tests(runs: pd.DataFrame, dataset: str = "dcase2018") -> pd.DataFrame:
+    """Our runs tested like the paper (one-tailed z on Avg) and paired (exact McNemar).
+
+    For every model with runs of both strategies of a pair in :data:`STRATEGY_PAIRS`
+    (chosen by :func:`caalib.results.selection.pick_runs`): a one-tailed two-proportion
+    z-test of the Avg accuracies with n = all evaluate clips (the paper's kind of test,
+    which ignores that both systems saw the same clips), and two-sided exact McNemar
+    tests on the per-clip predictions, per device (single-device runs only cover their
+    own device) and, where both runs cover every device, on all clips. Accuracies are
+    fractions. Pairs with a missing run are left out; an empty frame (columns
+    :data:`STRATEGY_TEST_COLUMNS`) means no pair could be formed.
+    """
+    rows: list[dict[str, Any]] = []
+    models = runs.loc[runs["dataset"] == dataset, ["topology", "pooling"]].drop_duplicates()
+    for topology, pooling in models.itertuples(index=False):
+        model = f"{topology}+{pooling}"
+        for s1, s2 in STRATEGY_PAIRS:
+            r1 = pick_runs(runs, topology, pooling, s1, dataset)
+            r2 = pick_runs(runs, topology, pooling, s2, dataset)
+            if r1.empty or r2.empty:
+                continue
+            base = {"model": model, "topology": topology, "pooling": pooling,
+                    "strategy1": s1, "strategy2": s2}
+            a1, a2 = _avg(r1, s1), _avg(r2, s2)
+            n = sum(_n_eval(r1["path"].iloc[0]).values())
+            if np.isfinite(a1) and np.isfinite(a2) and n > 0:
+                z = ztest_proportions(a1, a2, n, n, "greater")
+                rows.append({**base, "run1": r1["name"].iloc[0], "run2": ", ".join(r2["name"]),
+                             "test": "z (one-tailed, Avg)", "device": "avg", "acc1": a1,
+                             "acc2": a2, "n": n, "z": z.z, "p": z.p, "alternative": "greater"})
+            p1 = read_predictions(r1["path"].iloc[0]) if s1 != "single" else None
+            preds2 = {d: read_predictions(p) for d, p in
+                      zip(r2["train_device"], r2["path"], strict=True)} if s2 == "single" else {
+                      None: read_predictions(r2["path"].iloc[0])}
+            if p1 is None:
+                continue
+            merged_all = []
+            name1 = r1["name"].iloc[0]
+            for key, p2 in preds2.items():
+                name2 = (r2["name"].iloc[0] if key is None
+                         else r2.loc[r2["train_device"] == key, "name"].iloc[0])
+                m = pair_predictions(p1, p2, name1, name2, device=key)  # same clips
+                merged_all.append(m)
+                for dev in DEVICES if key is None else (key,):
+                    md = m[m["device_1"] == dev]
+                    if md.empty:
+                        continue
+                    mc = mcnemar_exact(md["correct_1"], md["correct_2"], "two-sided")
+                    rows.append({**base, "run1": name1, "run2": name2,
+                                 "test": "McNemar (exact)", "device": dev,
+                                 "acc1": float(md["correct_1"].mean()),
+                                 "acc2": float(md["correct_2"].mean()), "n": len(md),
+                                 "b": mc.b, "c": mc.c, "p": mc.p, "alternative": "two-sided"})
+            m = pd.concat(merged_all, ignore_index=True)
+            if set(m["device_1"]) == set(DEVICES) and s2 != "single":
+                mc = mcnemar_exact(m["correct_1"], m["correct_2"], "two-sided")
+                rows.append({**base, "run1": name1, "run2": r2["name"].iloc[0],
+                             "test": "McNemar (exact)", "device": "all",
+                             "acc1": float(m["correct_1"].mean()),
+                             "acc2": float(m["correct_2"].mean()), "n": len(m), "b": mc.b,
+                             "c": mc.c, "p": mc.p, "alternative": "two-sided"})
+    return pd.DataFrame(rows, columns=list(STRATEGY_TEST_COLUMNS))
+
+
+def bootstrap_runs(runs: pd.DataFrame, n_resamples: int = 1000, seed: int = 0,
+                   confidence_level: float = 0.95) -> pd.DataFrame:
+    """A percentile bootstrap CI of each run's headline accuracy from its predictions.
+
+    The headline is Avg for runs evaluated on all devices and the run's own device for
+    single-device runs (fractions; "accuracy" is the macro accuracy of the metric).
+    Columns :data:`BOOTSTRAP_COLUMNS`, one row per run.
+    """
+    rows = []
+    for run in runs.itertuples(index=False):
+        pred = read_predictions(run.path)
+        key = run.train_device if run.strategy == "single" and run.train_device else "avg"
+        ci = bootstrap_macro_accuracy(
+            pred["scene_label"].map(SCENE_INDEX), pred["predicted"].map(SCENE_INDEX),
+            pred["device"], key=key, n_resamples=n_resamples, seed=seed,
+            confidence_level=confidence_level)
+        rows.append({"run": run.name, "topology": run.topology, "pooling": run.pooling,
+                     "strategy": run.strategy, "train_device": run.train_device,
+                     "cond_layer": run.cond_layer, "device": key, "accuracy": ci.estimate,
+                     "ci_low": ci.low, "ci_high": ci.high, "n_clips": len(pred)})
+    return pd.DataFrame(rows, columns=list(BOOTSTRAP_COLUMNS))
+
+
+# -- the significance tables as files ---------------------------------------------------
+
+#: The files ``write_significance`` owns in its output directory (beside Tables I-III),
+#: by the name of the table each holds.
+SIGNIFICANCE_FILES: dict[str, str] = {
+    "paper": "significance_paper.csv",   # the paper's two z-tests under each n
+    "ours": "significance_ours.csv",     # strategy_tests
+    "bootstrap": "bootstrap_ci.csv",     # bootstrap_runs
+}
+
+
+def owned_by_significance(name: str) -> bool:
+    """Whether ``write_significance`` owns an entry of its output directory."""
+    return name in SIGNIFICANCE_FILES.values()
+
+
+def default_resamples(profile: str | None) -> int:
+    """Bootstrap resamples per run: 200 on the ``tiny`` test profile, else 1,000."""
+    return 200 if profile == "tiny" else 1000
+
+
+def significance_tables(runs: pd.DataFrame, dataset: str = "dcase2018",
+                        n_resamples: int = 1000, seed: int = 0) -> dict[str, pd.DataFrame]:
+    """The three significance tables of ``runs`` on ``dataset``, keyed as
+    :data:`SIGNIFICANCE_FILES`: the paper's claims (:func:`paper_claims`), our strategy
+    tests (:func:`strategy_tests`) and every run's bootstrap CI (:func:`bootstrap_runs`)."""
+    runs = runs[runs["dataset"] == dataset]
+    return {"paper": paper_claims(), "ours": strategy_tests(runs, dataset),
+            "bootstrap": bootstrap_runs(runs, n_resamples=n_resamples, seed=seed)}
+
+
+def write_significance(results_dir: str | Path, out_dir: str | Path, *,
+                       profile: str | None = None, dataset: str | None = None,
+                       n_resamples: int | None = None, seed: int = 0
+                       ) -> tuple[list[Path], dict[str, pd.DataFrame]]:
+    """``caa significance`` and notebook 05: the significance tables as CSV, all or nothing.
+
+    The runs are the finished runs of ``results_dir`` of one ``profile`` (required when
+    there are several) on ``dataset`` (default:
+    :func:`caalib.results.selection.choose_dataset`); ``n_resamples`` defaults to
+    :func:`default_resamples` of the profile. Every table is computed first, then the
+    three files of :data:`SIGNIFICANCE_FILES` replace their predecessors in ``out_dir``
+    at once (:func:`caalib.results.output.staged_output`): everything else there (the
+    tables of ``caa tables`` included) is kept. Returns the written paths and the tables.
+    """
+    runs = load_runs(results_dir)
+    profiles = sorted(runs["profile"].dropna().unique())
+    if profile is not None:
+        runs = runs[runs["profile"] == profile]
+    elif len(profiles) > 1:
+        raise CaaError(f"{results_dir}: runs of several profiles {profiles}; choose one "
+                       "(profile=..., --profile)")
+    else:
+        profile = profiles[0] if profiles else None
+    dataset = choose_dataset(runs, dataset)
+    n = default_resamples(profile) if n_resamples is None else n_resamples
+    tables = significance_tables(runs, dataset, n_resamples=n, seed=seed)
+    out_dir = Path(out_dir)
+    reads = [results_dir, rundir.runs_root(results_dir)]
+    with staged_output(out_dir, owned_by_significance, reads=reads, shares=owned_by_tables,
+                       what="caa significance") as stage:
+        for key, table in tables.items():
+            write_text(stage / SIGNIFICANCE_FILES[key], table.to_csv(index=False))
+    return [out_dir / SIGNIFICANCE_FILES[k] for k in tables], tables

@@ -11,9 +11,11 @@ from helpers import make_run
 
 from caalib.errors import CaaError
 from caalib.results.figures import (
+    device_spectrum_figure,
     fig5,
     fig6,
     fig7,
+    plot_parallel,
     receptive_field_figure,
     training_curves,
 )
@@ -91,3 +93,19 @@ def test_training_curves(runs_dir: Path, tmp_path: Path) -> None:
     assert len(data) == 10 and set(data["run"]) == {d.name for d in dirs}
     with pytest.raises(RunStoreError, match="history.csv: missing"):
         training_curves([next(runs_dir.glob("*pool-max*"))], tmp_path)
+
+
+def test_device_spectrum_figure_and_parallel_picture(tmp_path: Path) -> None:
+    spectrum = pd.DataFrame({"a": np.linspace(0, 1, 64), "b": np.linspace(0, 1, 64) - 0.5,
+                             "c": np.linspace(0, 1, 64) + 0.25})
+    spectrum.index.name = "mel_bin"
+    data = _check(device_spectrum_figure(tmp_path, spectrum))
+    assert list(data.columns) == ["mel_bin", "a", "b", "c"]
+    np.testing.assert_allclose(data[["a", "b", "c"]], spectrum)
+    rng = np.random.default_rng(0)
+    rec = {"device": ["a", "b", "c"], "filename": [f"audio/bus-x-0-0-{d}.wav" for d in "abc"],
+           "audio": [rng.standard_normal(441) for _ in range(3)], "sr": 44100,
+           "logmel": [rng.standard_normal((20, 64)) for _ in range(3)]}
+    fig = plot_parallel(rec)
+    assert len(fig.axes) == 7  # 2 x 3 panels and the shared colour bar
+    assert fig.axes[1].get_title() == "device B: bus-x-0-0-b.wav"

@@ -1,7 +1,9 @@
 """The notebook series: committed clean, parametrised, and executing end to end (tiny).
 
-Also the helpers the notebooks call (caalib.explore), on crafted metadata and run stores,
-so their logic is checked without running a notebook.
+Also the helpers the notebooks call, from the modules that own them (caalib.datasets,
+caalib.results.spectra, caalib.results.selection, caalib.stats), on crafted metadata and
+run stores, so their logic is checked without running a notebook. That ``caa`` writes
+the same files as the notebooks is in test_cli_notebooks_agree.py.
 """
 
 from __future__ import annotations
@@ -16,9 +18,18 @@ import pandas as pd
 import pytest
 from helpers import metrics_by_counting
 
-from caalib import explore
 from caalib.constants import DEVICES, SCENES
+from caalib.datasets import (
+    clip_counts,
+    device_split_counts,
+    parallel_mask,
+    pick_parallel_recording,
+    recording_key,
+)
 from caalib.errors import CaaError, DatasetError
+from caalib.results.selection import headline_run, pick_runs
+from caalib.results.spectra import device_mean_spectrum, device_shift, parallel_device_spectrum
+from caalib.stats import bootstrap_runs, strategy_tests
 from caalib.study import KERNEL_NAME, notebooks
 
 NOTEBOOKS = notebooks()
@@ -56,7 +67,7 @@ def test_notebook_committed_clean_and_parametrised(path: Path) -> None:
     assert len(tagged) == 1
 
 
-# ---------------------------------------------------------------- explore helpers
+# ---------------------------------------------------------------- the notebooks' helpers
 def _meta() -> pd.DataFrame:
     """Two scenes; recording r0 on all devices, r1 on A and B only, r2 on A (train)."""
     rows = []
@@ -74,32 +85,32 @@ def _meta() -> pd.DataFrame:
 
 def test_clip_counts_table() -> None:
     meta = _meta()
-    t = explore.clip_counts(meta)
+    t = clip_counts(meta)
     assert list(t.index) == ["airport", "bus", "park", "total"]
     assert t.loc["bus", ("evaluate", "a")] == 2 and t.loc["bus", ("evaluate", "c")] == 1
     assert t.loc["park", ("none", "a")] == 1  # clips in no split are kept, not dropped
     assert t.loc["total", ("all", "all")] == len(meta)
-    d = explore.device_split_counts(meta)
+    d = device_split_counts(meta)
     assert d.loc["a", "train"] == 2 and d.loc["c", "all"] == 2
     assert d["all"].sum() == len(meta)
     with pytest.raises(DatasetError, match="split"):
-        explore.clip_counts(meta.drop(columns="split"))
+        clip_counts(meta.drop(columns="split"))
 
 
 def test_parallel_recording_picks_a_full_triple() -> None:
     meta = _meta()
-    rows = explore.pick_parallel_recording(meta)
+    rows = pick_parallel_recording(meta)
     assert list(rows["source_label"]) == ["a", "b", "c"]
     assert rows["recording"].nunique() == 1 and rows["scene_label"].iloc[0] == "airport"
-    bus = explore.pick_parallel_recording(meta, scene="bus")
+    bus = pick_parallel_recording(meta, scene="bus")
     assert set(bus["filename"].str.contains("bus-lyon-1-0-")) == {True}
     with pytest.raises(DatasetError, match="park"):
-        explore.pick_parallel_recording(meta, scene="park")
+        pick_parallel_recording(meta, scene="park")
     # The file-name fallback agrees with identifier + segment.
     no_seg = meta.drop(columns=["segment"])
-    assert list(explore.recording_key(no_seg)) == list(
+    assert list(recording_key(no_seg)) == list(
         meta["scene_label"] + "-" + meta["identifier"] + "-" + meta["segment"].astype(str))
-    mask = explore.parallel_mask(meta)
+    mask = parallel_mask(meta)
     assert mask.sum() == 6 and mask.dtype == bool
 
 
@@ -110,17 +121,23 @@ def test_device_mean_spectrum_and_shift() -> None:
     feature = np.ones((n, t, f), dtype=np.float32)
     feature += np.array([offset[d] for d in meta["source_label"]])[:, None, None]
     feature[:, :, 0] += 10  # a spectral shape common to all devices
-    spec = explore.device_mean_spectrum(feature, meta)
+    spec = device_mean_spectrum(feature, meta)
     assert list(spec.columns) == list(DEVICES) and spec.shape == (f, 3)
     assert spec.loc[0, "a"] == pytest.approx(11.0)
-    shift = explore.device_shift(spec)
+    shift = device_shift(spec)
     assert list(shift.columns) == ["b", "c"]
     np.testing.assert_allclose(shift["b"], -1.0)
     np.testing.assert_allclose(shift["c"], 2.0)
-    only = explore.device_mean_spectrum(feature, meta, rows=meta["source_label"] != "c")
+    only = device_mean_spectrum(feature, meta, rows=meta["source_label"] != "c")
     assert list(only.columns) == ["a", "b"]
     with pytest.raises(ValueError, match="meta rows"):
-        explore.device_mean_spectrum(feature[:3], meta)
+        device_mean_spectrum(feature[:3], meta)
+    par = parallel_device_spectrum(feature, meta)  # the clips of the full triples only
+    assert par.attrs == {"n_parallel": 6, "n_clips": len(meta)}
+    pd.testing.assert_frame_equal(par, device_mean_spectrum(feature, meta,
+                                                            rows=parallel_mask(meta)))
+    with pytest.raises(DatasetError, match="three devices"):
+        parallel_device_spectrum(feature[:1], meta.iloc[:1])
 
 
 def _craft_run(root: Path, strategy: str, correct: np.ndarray, files: list[str],
@@ -170,11 +187,10 @@ def test_strategy_tests_on_crafted_runs(crafted_runs: Path) -> None:
     from caalib.results import load_runs
 
     runs = load_runs(crafted_runs)
-    picked = explore.pick_runs(runs, "atrous", "att", "multi_task")
+    picked = pick_runs(runs, "atrous", "att", "multi_task")
     assert list(picked["cond_layer"]) == [4]  # the paper's best layer for atrous + att
-    assert list(explore.pick_runs(runs, "atrous", "att", "single")["train_device"]) == ["a", "b",
-                                                                                         "c"]
-    tests = explore.strategy_tests(runs)
+    assert list(pick_runs(runs, "atrous", "att", "single")["train_device"]) == ["a", "b", "c"]
+    tests = strategy_tests(runs)
     pairs = set(zip(tests["strategy1"], tests["strategy2"], strict=True))
     assert pairs == {("multi_task", "single"), ("multi_task", "joint")}  # no teacher forcing
     vs_joint = tests[(tests["strategy2"] == "joint") & (tests["device"] == "all")].iloc[0]
@@ -186,23 +202,26 @@ def test_strategy_tests_on_crafted_runs(crafted_runs: Path) -> None:
     assert z["acc2"] == pytest.approx(single_avg) and z["n"] == 60
     per_dev = tests[(tests["strategy2"] == "single") & tests["test"].str.startswith("McNemar")]
     assert sorted(per_dev["device"]) == ["a", "b", "c"] and set(per_dev["n"]) == {20}
-    assert explore.strategy_tests(runs[runs["strategy"] != "joint"].iloc[:0]).empty
+    assert strategy_tests(runs[runs["strategy"] != "joint"].iloc[:0]).empty
 
 
 def test_bootstrap_runs_and_headline_run(crafted_runs: Path) -> None:
     from caalib.results import load_runs
 
     runs = load_runs(crafted_runs)
-    boot = explore.bootstrap_runs(runs, n_resamples=50)
+    boot = bootstrap_runs(runs, n_resamples=50)
     assert len(boot) == len(runs)
     assert (boot["ci_low"] <= boot["accuracy"] + 1e-9).all()
     assert (boot["accuracy"] <= boot["ci_high"] + 1e-9).all()
     single = boot[boot["strategy"] == "single"]
     assert list(single["device"]) == list(single["train_device"])
-    head = explore.headline_run(runs)
-    assert head["strategy"] == "multi_task" and head["cond_layer"] == 4
-    with pytest.raises(CaaError, match="multi-task"):
-        explore.headline_run(runs[runs["strategy"] == "joint"])
+    head = headline_run(runs)
+    assert head.row["strategy"] == "multi_task" and head.row["cond_layer"] == 4
+    assert "paper's CAA-Net" in head.reason
+    joint = headline_run(runs[runs["strategy"] == "joint"])  # a fallback, with its reason
+    assert joint.row["strategy"] == "joint" and "no multi-task run" in joint.reason
+    with pytest.raises(CaaError, match="no finished run on dcase2019"):
+        headline_run(runs, "dcase2019")
 
 
 # ---------------------------------------------------------------- the series, headless
@@ -228,8 +247,8 @@ def test_every_notebook_runs_headless_on_tiny(tiny_dataset_2018: Path, tmp_path:
         assert not errors, f"{executed.name}: {errors[0]}"
         assert any(c.get("outputs") for c in nb.cells if c.cell_type == "code")
 
-    for name in ("device_spectrum", "receptive_field", "training_curves", "fig5", "fig6",
-                 "fig7"):
+    for name in ("device_spectrum", "receptive_field", "training_curves", "fig5-dcase2018",
+                 "fig6", "fig7"):
         for ext in ("png", "pdf", "csv"):
             path = figures / f"{name}.{ext}"
             assert path.is_file() and path.stat().st_size > 0, f"missing {path}"

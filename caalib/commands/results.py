@@ -1,9 +1,10 @@
-"""``caa tables``, ``caa figures``, ``caa compare`` and ``caa paper-check``.
+"""``caa tables``, ``significance``, ``figures``, ``compare`` and ``paper-check``.
 
 Thin wrappers: everything they do is in caalib.results and caalib.stats so notebooks
-call the same code. A run the readers skip (misplaced, misnamed, a duplicate) comes as
-a :class:`caalib.rundir.RunStoreWarning`; each is printed as one line,
-``caa <command>: warning: <message>``, on standard error.
+call the same code (notebook 04 ``write_tables``, 05 ``write_significance``, 03 and 06
+the selection and figure functions behind ``write_figures``). A run the readers skip
+(misplaced, misnamed, a duplicate) comes as a :class:`caalib.rundir.RunStoreWarning`;
+each is printed as one line, ``caa <command>: warning: <message>``, on standard error.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from ..constants import DATASETS
 from ..rundir import RunStoreWarning
 
 
@@ -58,6 +60,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-per-run", action="store_true", help="skip per-run tables")
     p.set_defaults(func=_with_warnings("tables", _tables))
 
+    p = sub.add_parser("significance",
+                       help="z-tests, McNemar tests and bootstrap CIs (notebook 05's tables)",
+                       description="The paper's two z-tests under each plausible n "
+                       "(significance_paper.csv), our strategies compared per model, the "
+                       "paper's way and paired (significance_ours.csv), and each run's "
+                       "bootstrap confidence interval (bootstrap_ci.csv), from the finished "
+                       "runs directly under RESULTS_DIR/runs. The three files are replaced "
+                       "all at once; other files in the output directory (Tables I-III) are "
+                       "kept. On failure the previous output stays as it was.")
+    p.add_argument("results_dir", type=Path)
+    p.add_argument("--out", type=Path, default=None, help="default: RESULTS_DIR/tables")
+    p.add_argument("--profile", default=None,
+                   help="only runs of this training profile (required with several)")
+    p.add_argument("--dataset", choices=DATASETS, default=None,
+                   help="default: dcase2018 when there are runs of it")
+    p.add_argument("--resamples", type=int, default=None,
+                   help="bootstrap resamples per run (default: 200 on tiny, else 1000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
+    p.set_defaults(func=_with_warnings("significance", _significance))
+
     p = sub.add_parser("figures", help="Figs. 5-7 and training curves from a results dir",
                        description="Figs. 5-7 and training curves from the finished runs "
                        "directly under RESULTS_DIR/runs. The figures (fig5-*, fig6, fig7, "
@@ -66,8 +88,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("results_dir", type=Path)
     p.add_argument("--out", type=Path, default=None, help="default: RESULTS_DIR/figures")
     p.add_argument("--profile", default=None, help="only runs of this training profile")
+    p.add_argument("--dataset", choices=DATASETS, default=None,
+                   help="dataset of Figs. 6/7 and the training curves (default: dcase2018 "
+                        "when there are runs of it); Fig. 5 is drawn for every dataset")
     p.add_argument("--run", type=Path, default=None,
-                   help="run for Figs. 6 and 7 (default: best Avg among finished runs)")
+                   help="run for Figs. 6 and 7 (default: the paper's CAA-Net, multi-task "
+                        "atrous + attention at layer 4, with a stated fallback)")
     p.set_defaults(func=_with_warnings("figures", _figures))
 
     p = sub.add_parser("compare", help="McNemar's exact test on two runs' predictions")
@@ -90,12 +116,28 @@ def _tables(args: argparse.Namespace) -> int:
     return 0
 
 
+def _significance(args: argparse.Namespace) -> int:
+    from ..stats import write_significance
+
+    out = args.out or args.results_dir / "tables"
+    written, tables = write_significance(args.results_dir, out, profile=args.profile,
+                                         dataset=args.dataset, n_resamples=args.resamples,
+                                         seed=args.seed)
+    print(f"wrote {len(written)} files to {out} ({len(tables['ours'])} test rows, "
+          f"{len(tables['bootstrap'])} runs bootstrapped)")
+    return 0
+
+
 def _figures(args: argparse.Namespace) -> int:
     from ..results.figures import write_figures
 
     out = args.out or args.results_dir / "figures"
-    made, best = write_figures(args.results_dir, out, profile=args.profile, run=args.run)
-    print(f"wrote {len(made)} files to {out} (Figs. 6/7 from {best.name})")
+    made, chosen = write_figures(args.results_dir, out, profile=args.profile, run=args.run,
+                                 dataset=args.dataset)
+    print(f"wrote {len(made)} files to {out}")
+    print(f"Fig. 6 from {chosen.fig6.name}: {chosen.fig6.reason}")
+    print(f"Fig. 7 from {chosen.fig7.name}: {chosen.fig7.reason}" if chosen.fig7 else
+          "Fig. 7 not drawn: no run with attention maps")
     return 0
 
 

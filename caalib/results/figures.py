@@ -1,8 +1,13 @@
 """The paper's figures redrawn from run directories, each with the data behind it.
 
-Every function writes ``<name>.png``, ``<name>.pdf`` and ``<name>.csv`` (the plotted
-numbers) into ``out_dir`` atomically and returns their paths. Scene names are spelled as
-in the paper (``caalib.constants.SCENE_TITLES``).
+Every function that writes a figure writes ``<name>.png``, ``<name>.pdf`` and
+``<name>.csv`` (the plotted numbers) into ``out_dir`` atomically and returns their
+paths. Scene names are spelled as in the paper (``caalib.constants.SCENE_TITLES``).
+Besides Figs. 5-7 and the training curves (``caa figures``): the receptive fields over
+a log-mel (``caa receptive-field``) and the device shift of the data (``caa
+device-spectrum``), and two pictures notebook 01 only shows (:func:`plot_parallel`,
+:func:`plot_device_spectra`). Which runs Figs. 6/7 and the curves come from is
+:mod:`caalib.results.selection`'s rule.
 """
 
 from __future__ import annotations
@@ -10,24 +15,19 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..constants import DEVICES, SCENE_INDEX, SCENE_TITLES, SCENES
 from ..errors import CaaError
-from ..rundir import (
-    ATTENTION_FILE,
-    HISTORY_FILE,
-    check_run,
-    read_attention,
-    read_history,
-    read_metrics,
-    runs_root,
-)
+from ..rundir import read_attention, read_history, read_metrics, runs_root
 from .output import relocate, staged_output
 from .paper import NETWORK_TITLES, NETWORKS, POOLINGS, load_paper_table
 from .runs import load_runs
+from .selection import FigureRuns, choose_dataset, curve_runs, figure_runs
+from .spectra import device_shift
 from .style import DEVICE_COLORS, DEVICE_LABELS, apply_style, plt, save_figure, sns
 
 #: The paper's short pooling labels in Fig. 5.
@@ -35,14 +35,21 @@ POOLING_SHORT = {"flatten": "fla", "max": "max", "avg": "avg", "roi": "roi", "at
                  "roi+att": "r+a"}
 
 
+def fig5_name(dataset: str) -> str:
+    """The file name (without extension) of Fig. 5 of one dataset: ``fig5-<dataset>``."""
+    return f"fig5-{dataset}"
+
+
 def fig5(runs: pd.DataFrame, out_dir: str | Path, *, dataset: str = "dcase2018",
-         name: str = "fig5", paper_dir: str | Path | None = None) -> dict[str, Path]:
+         name: str | None = None, paper_dir: str | Path | None = None) -> dict[str, Path]:
     """Accuracy per device for topology x pooling x conditioned layer (teacher forcing).
 
     One panel per topology; bars per device (mean over seeds), our Avg as a black dot and
     the paper's Table I Avg as a red cross (the paper prints Fig. 5's per-device numbers
-    only as bars, so Avg is what can be compared).
+    only as bars, so Avg is what can be compared). ``name`` defaults to
+    :func:`fig5_name` (the name ``caa figures`` writes).
     """
+    name = name or fig5_name(dataset)
     tf = runs[(runs["dataset"] == dataset) & (runs["strategy"] == "teacher_forcing")
               & runs["cond_layer"].notna()]
     if tf.empty:
@@ -235,6 +242,65 @@ def training_curves(run_dirs: Sequence[str | Path], out_dir: str | Path, *,
     return save_figure(fig, out_dir, name, data)
 
 
+def plot_parallel(rec: dict[str, Any]) -> Any:
+    """Waveforms (top row) and log-mels (bottom row) of one recording on each device.
+
+    ``rec`` is :func:`caalib.results.spectra.read_parallel`'s dict. Returns the figure
+    (shown by notebook 01, not written).
+    """
+    n = len(rec["device"])
+    fig, axes = plt.subplots(2, n, figsize=(4.2 * n, 5.2), squeeze=False,
+                             constrained_layout=True)
+    vmin = min(float(m.min()) for m in rec["logmel"])
+    vmax = max(float(m.max()) for m in rec["logmel"])
+    for j in range(n):
+        audio, mel = rec["audio"][j], rec["logmel"][j]
+        t = np.arange(len(audio)) / rec["sr"]
+        axes[0, j].plot(t, audio, lw=0.3, color="tab:blue")
+        axes[0, j].set_title(f"device {rec['device'][j].upper()}: "
+                             f"{Path(rec['filename'][j]).name}", fontsize=9)
+        axes[0, j].set_xlabel("time (s)")
+        im = axes[1, j].imshow(mel.T, origin="lower", aspect="auto", cmap="magma",
+                               vmin=vmin, vmax=vmax)
+        axes[1, j].set_xlabel("frame")
+        axes[1, j].set_ylabel("mel bin")
+    axes[0, 0].set_ylabel("amplitude")
+    fig.colorbar(im, ax=axes[1, :].tolist(), label="log-mel (shared scale)")
+    return fig
+
+
+def plot_device_spectra(spectrum: pd.DataFrame, title: str = "") -> Any:
+    """Mean log-mel per device (left) and each device's difference to device A (right)."""
+    fig, (ax, ax_d) = plt.subplots(1, 2, figsize=(11, 3.6), constrained_layout=True)
+    for dev in spectrum.columns:
+        ax.plot(spectrum.index, spectrum[dev], label=f"device {dev.upper()}")
+    ax.set_xlabel("mel bin")
+    ax.set_ylabel("mean log-mel")
+    ax.legend()
+    ax.set_title(title or "average log-mel spectrum per device", fontsize=10)
+    if "a" in spectrum.columns and spectrum.shape[1] > 1:
+        shift = device_shift(spectrum)
+        for dev in shift.columns:
+            ax_d.plot(shift.index, shift[dev], label=f"{dev.upper()} - A")
+        ax_d.axhline(0, color="grey", lw=0.8)
+        ax_d.legend()
+    ax_d.set_xlabel("mel bin")
+    ax_d.set_ylabel("difference in log-mel")
+    ax_d.set_title("device shift relative to device A", fontsize=10)
+    return fig
+
+
+def device_spectrum_figure(out_dir: str | Path, spectrum: pd.DataFrame, *,
+                           name: str = "device_spectrum",
+                           title: str = "average log-mel per device (parallel recordings)"
+                           ) -> dict[str, Path]:
+    """The device shift: :func:`plot_device_spectra` of ``spectrum`` (mel bins x devices,
+    :func:`caalib.results.spectra.parallel_device_spectrum`), with the spectrum as CSV."""
+    apply_style()
+    fig = plot_device_spectra(spectrum, title)
+    return save_figure(fig, out_dir, name, spectrum.reset_index())
+
+
 #: What ``write_figures`` owns in its output directory (see caalib.results.output).
 _FIGURE_NAMES = re.compile(r"(fig5-.+|fig6|fig7|training_curves)\.(png|pdf|csv)")
 
@@ -245,15 +311,19 @@ def owned_by_figures(name: str) -> bool:
 
 
 def write_figures(results_dir: str | Path, out_dir: str | Path, *, profile: str | None = None,
-                  run: str | Path | None = None) -> tuple[list[Path], Path]:
+                  run: str | Path | None = None, dataset: str | None = None
+                  ) -> tuple[list[Path], FigureRuns]:
     """``caa figures``: Fig. 5 per dataset, Figs. 6/7 and the training curves, all or nothing.
 
-    Figs. 6 and 7 come from ``run`` (default: the best Avg among the finished runs; Fig.
-    7 from the best run with attention maps when that one has none). Everything is
-    drawn into a staging directory that then replaces ``out_dir`` whole
-    (:func:`caalib.results.output.staged_output`; files it does not own, see
-    :func:`owned_by_figures`, are kept), so a failure leaves the previous figures as
-    they were. Returns the written paths and the run behind Figs. 6/7.
+    Figs. 6/7 and the training curves are of ``dataset`` (default
+    :func:`~caalib.results.selection.choose_dataset`: DCASE 2018 when there are runs of
+    it). Figs. 6 and 7 come from :func:`~caalib.results.selection.figure_runs`: ``run``
+    when given, else the paper's CAA-Net run (with a stated fallback), the rule notebook
+    06 uses; the curves from :func:`~caalib.results.selection.curve_runs`, as notebook
+    03 draws them. Everything is drawn into a staging directory that then replaces
+    ``out_dir`` whole (:func:`caalib.results.output.staged_output`; files it does not
+    own, see :func:`owned_by_figures`, are kept), so a failure leaves the previous
+    figures as they were. Returns the written paths and the runs behind Figs. 6/7.
     """
     runs = load_runs(results_dir)
     if profile:
@@ -261,27 +331,21 @@ def write_figures(results_dir: str | Path, out_dir: str | Path, *, profile: str 
     if runs.empty:
         raise CaaError(f"{results_dir}: no finished runs"
                        + (f" of profile {profile}" if profile else ""))
-    if run is not None:
-        best = Path(run)
-        check_run(best)
-    else:
-        best = Path(runs.loc[runs["acc_avg"].idxmax(), "path"])
-    with_att = [best] if (best / ATTENTION_FILE).is_file() else [
-        Path(p) for p in runs.sort_values("acc_avg", ascending=False)["path"]
-        if (Path(p) / ATTENTION_FILE).is_file()]
-    hist = [Path(p) for p in runs["path"] if (Path(p) / HISTORY_FILE).is_file()]
+    dataset = choose_dataset(runs, dataset)
+    chosen = figure_runs(runs, dataset, run)
+    hist = curve_runs(runs, dataset)
     out_dir = Path(out_dir)
-    reads = [results_dir, runs_root(results_dir)] + ([best] if run is not None else [])
+    reads = [results_dir, runs_root(results_dir)] + ([Path(run)] if run is not None else [])
     with staged_output(out_dir, owned_by_figures, reads=reads, what="caa figures") as stage:
         made: list[Path] = []
-        for dataset in sorted(set(runs["dataset"])):
-            tf = runs[(runs["dataset"] == dataset) & (runs["strategy"] == "teacher_forcing")]
+        for ds in sorted(set(runs["dataset"])):
+            tf = runs[(runs["dataset"] == ds) & (runs["strategy"] == "teacher_forcing")]
             if not tf.empty:
-                made += fig5(runs, stage, dataset=dataset, name=f"fig5-{dataset}").values()
-        made += fig6(best, stage).values()
-        if with_att:
-            made += fig7(with_att[0], stage).values()
+                made += fig5(runs, stage, dataset=ds).values()
+        made += fig6(chosen.fig6.path, stage).values()
+        if chosen.fig7 is not None:
+            made += fig7(chosen.fig7.path, stage).values()
         if hist:
             made += training_curves(hist, stage).values()
         made = relocate(made, stage, out_dir)
-    return made, best
+    return made, chosen

@@ -10,10 +10,13 @@ the two renames ``<out>`` does not exist; it never holds a mix.
 
 The rule of ownership: a command owns the entries of its output directory that match
 its own names (``owns``), including stale ones from an earlier invocation, which
-disappear. Every other plain file (e.g. the significance tables notebook 05 writes
-beside Tables I-III) is carried over unchanged, by hard link. A foreign sub-directory
-makes the command refuse before it computes anything: a mistyped ``--out`` must not
-swap away a directory the study does not own.
+disappear. Every other plain file (e.g. the significance tables ``caa significance``
+writes beside Tables I-III) is carried over unchanged, by hard link. A foreign
+sub-directory makes the command refuse before it computes anything: a mistyped
+``--out`` must not swap away a directory the study does not own. Two commands that
+share a directory name each other's entries (``shares``): those are carried over
+too, sub-directories included (as trees of hard links), e.g. the per-run tables of
+``caa tables`` when ``caa significance`` writes beside them.
 
 Any OSError while staging or swapping becomes one :class:`~caalib.errors.CaaError`
 naming the output directory and the file, and leaves the previous output as it was.
@@ -69,14 +72,20 @@ def _guard(out: Path, reads: Sequence[str | os.PathLike[str]]) -> None:
                            "command reads; choose another output directory")
 
 
-def _carry(src: Path, dst: Path) -> None:
-    if src.is_symlink():
-        os.symlink(os.readlink(src), dst)
-        return
+def _link(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
     try:
         os.link(src, dst)
     except OSError:  # a file system without hard links
         shutil.copy2(src, dst)
+
+
+def _carry(src: Path, dst: Path) -> None:
+    if src.is_symlink():
+        os.symlink(os.readlink(src), dst)
+    elif src.is_dir():
+        shutil.copytree(src, dst, symlinks=True, copy_function=_link)
+    else:
+        _link(src, dst)
 
 
 def _swap(stage: Path, out: Path) -> None:
@@ -101,14 +110,16 @@ def _swap(stage: Path, out: Path) -> None:
 @contextlib.contextmanager
 def staged_output(out_dir: str | os.PathLike[str], owns: Callable[[str], bool], *,
                   reads: Sequence[str | os.PathLike[str]] = (),
-                  what: str = "the command") -> Iterator[Path]:
+                  what: str = "the command",
+                  shares: Callable[[str], bool] | None = None) -> Iterator[Path]:
     """Yield an empty staging directory; on success it replaces ``out_dir`` whole.
 
     ``owns(name)`` says which top-level entries of ``out_dir`` belong to the command
-    (replaced or removed); other plain files are carried over. ``reads`` are the
-    directories the command reads, which ``out_dir`` must neither be nor contain. On
-    any exception the staging directory is deleted and ``out_dir`` is untouched; an
-    OSError comes back as a one-line CaaError.
+    (replaced or removed); other plain files are carried over, and so are the entries,
+    directories included, of a command sharing the directory (``shares(name)``).
+    ``reads`` are the directories the command reads, which ``out_dir`` must neither be
+    nor contain. On any exception the staging directory is deleted and ``out_dir`` is
+    untouched; an OSError comes back as a one-line CaaError.
     """
     out = Path(out_dir)
     if out.is_symlink():  # swap beside the directory the link points to
@@ -117,7 +128,8 @@ def staged_output(out_dir: str | os.PathLike[str], owns: Callable[[str], bool], 
         raise CaaError(f"{out}: exists and is not a directory")
     _guard(out, reads)
     foreign = sorted(p for p in out.iterdir() if not owns(p.name)) if out.is_dir() else []
-    dirs = [p.name for p in foreign if p.is_dir() and not p.is_symlink()]
+    dirs = [p.name for p in foreign if p.is_dir() and not p.is_symlink()
+            and not (shares is not None and shares(p.name))]
     if dirs:
         raise CaaError(f"{out}: holds director{'y' if len(dirs) == 1 else 'ies'} "
                        f"{', '.join(dirs)} that {what} did not write; choose another output "

@@ -100,6 +100,28 @@ def load_paper_table(name: str, paper_dir: str | Path | None = None) -> pd.DataF
     return df
 
 
+#: The paper's table of each dataset's strategy comparison.
+STRATEGY_TABLES: dict[str, str] = {"dcase2018": "table2", "dcase2019": "table3"}
+
+
+def paper_accuracies(dataset: str, network: str, pooling: str, strategy: str,
+                     paper_dir: str | Path | None = None) -> dict[str, float]:
+    """The paper's accuracies (percent, as printed) of one model and strategy.
+
+    From Table II (DCASE 2018) or Table III (DCASE 2019), keyed ``a``, ``b``, ``c``,
+    ``avg``; empty when the paper does not report that model and strategy. The
+    conditional strategies' numbers are at the paper's best layer
+    (:data:`PAPER_BEST_LAYERS`).
+    """
+    if dataset not in STRATEGY_TABLES:
+        raise CaaError(f"unknown dataset {dataset!r}; expected one of {sorted(STRATEGY_TABLES)}")
+    t = load_paper_table(STRATEGY_TABLES[dataset], paper_dir)
+    row = t[(t["dataset"] == dataset) & (t["network"] == network) & (t["pooling"] == pooling)
+            & (t["strategy"] == strategy)]
+    acc = dict(zip(row["device"], row["accuracy"], strict=True))
+    return {d: float(acc[d]) for d in TABLE_DEVICES if d in acc}
+
+
 def wide_devices(table: pd.DataFrame) -> pd.DataFrame:
     """Table II/III with one row per model x strategy and columns a, b, c, avg."""
     keys = ["dataset", "network", "pooling", "strategy"]
