@@ -32,6 +32,9 @@ from caalib.features import (
     standardise,
 )
 from caalib.features import cache as cache_mod
+from caalib.features.audio import mono_fast
+from caalib.features.fast import BLOCK_FRAMES, logmel_numpy
+from caalib.features.pipeline import plan
 from caalib.features.recipe import mono
 
 TOL = {"rtol": 1e-4, "atol": 1e-4}
@@ -195,6 +198,53 @@ def test_reference_rejects_clip_shorter_than_one_frame() -> None:
     assert reference_logmel(np.ones(2048), 44100).shape == (1, 64)
 
 
+# -------------------------------------------------------- the CPU fast path, piece by piece
+
+
+@pytest.mark.parametrize("sr", [44100, 48000])
+@pytest.mark.parametrize("channels", [1, 2])
+def test_numpy_transform_is_the_reference_bit_for_bit(sr: int, channels: int) -> None:
+    """`logmel_numpy` after `read_clip`'s steps (fast mono, resampy's resampling) gives the
+    reference's exact numbers, and stays within 1e-5 of the independent oracle."""
+    audio = _signal(int(1.3 * sr), sr, channels, seed=3 * sr + channels)
+    x = resample(mono_fast(audio), sr)
+    ours = logmel_numpy(x)
+    assert ours.dtype == np.float32 and ours.shape == (n_frames(int(np.ceil(1.3 * 44100))), 64)
+    assert np.array_equal(ours, reference_logmel(audio, sr))
+    assert np.max(np.abs(ours - released_oracle(audio, sr))) <= 1e-5
+    # more frames than one block, and a last block that is not full
+    assert ours.shape[0] > BLOCK_FRAMES and ours.shape[0] % BLOCK_FRAMES
+
+
+def test_numpy_transform_rejects_what_the_reference_rejects() -> None:
+    with pytest.raises(FeatureError, match="too short"):
+        logmel_numpy(np.ones(2047))
+    with pytest.raises(FeatureError, match="mono"):
+        logmel_numpy(np.ones((4096, 2)))
+    assert np.array_equal(logmel_numpy(np.ones(2048)), reference_logmel(np.ones(2048), 44100))
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3])
+def test_fast_mono_is_numpys_mean_bit_for_bit(channels: int) -> None:
+    audio = _signal(20000, 48000, channels, seed=channels)
+    audio[:100] = 0.0
+    audio[100:200] = -0.0
+    got = mono_fast(np.ascontiguousarray(audio.reshape(20000, channels)))
+    assert got.dtype == np.float64 and np.array_equal(got, mono(audio))
+    assert np.array_equal(mono_fast(audio[:, None] if channels == 1 else audio), mono(audio))
+
+
+def test_float32_is_not_exact_enough_on_tonal_input() -> None:
+    """Why the fast paths compute in float64: a float32 FFT misses the oracle by more
+    than the 1e-5 the features are held to where mel bins sit far below a pure tone."""
+    t = np.arange(3 * 44100) / 44100
+    tone = 0.5 * np.sin(2 * np.pi * 1000 * t)
+    oracle = released_oracle(tone, 44100)
+    f32 = LogMel(torch.float32)(torch.from_numpy(tone)[None])[0].numpy()
+    assert np.max(np.abs(f32 - oracle)) > 1e-5
+    assert np.max(np.abs(logmel_numpy(tone) - oracle)) <= 1e-5
+
+
 # ------------------------------------------------------------------ hand-made real layouts
 
 
@@ -289,6 +339,80 @@ def test_tiny_synthetic_dataset(tiny_features_2018: Path, tiny_dataset_2018: Pat
     for i in (0, len(df) - 1):
         audio, sr = sf.read(tiny_dataset_2018 / df["filename"][i])
         assert np.max(np.abs(fs.feature[i] - released_oracle(audio, sr))) <= 1e-5
+
+
+# ------------------------------------------------------------- extraction plans, all equal
+
+
+PLANS = [  # (transform, parallel, workers)
+    ("numpy", "threads", 2),
+    ("numpy", "threads", 1),
+    ("numpy", "processes", 2),
+    ("torch", "threads", 3),
+    ("torch", "processes", 2),
+]
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """48 kHz stereo and 44.1 kHz mono clips, 1.1 s each (more than one frame block)."""
+    return write_dataset(tmp_path_factory.mktemp("mixed") / "data", "dcase2018",
+                         _clip_specs(1.1)[:7])
+
+
+@pytest.mark.parametrize("transform, parallel, workers", PLANS,
+                         ids=["-".join(map(str, p)) for p in PLANS])
+def test_every_plan_gives_the_reference_in_meta_order(mixed: Path, tmp_path: Path,
+                                                      transform: str, parallel: str,
+                                                      workers: int) -> None:
+    out = extract_features(mixed, tmp_path / "f.h5", batch_size=3, workers=workers,
+                           transform=transform, parallel=parallel, progress=False)
+    fs = load_features(out)
+    meta = pd.read_csv(mixed / "meta.csv", sep="\t", dtype=str)
+    assert list(fs.meta["filename"]) == list(meta["filename"])
+    for i, name in enumerate(meta["filename"]):
+        audio, sr = sf.read(mixed / name)
+        assert np.array_equal(fs.feature[i], reference_logmel(audio, sr)), name
+        assert np.max(np.abs(fs.feature[i] - released_oracle(audio, sr))) <= 1e-5, name
+    with h5py.File(out, "r") as h5:  # per-clip digests of the bytes, whatever the plan
+        digests = list(h5["input_sha256"].asstr()[()])
+    assert digests == [cache_mod.file_digest(mixed / n) for n in meta["filename"]]
+
+
+def test_plan_auto_and_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    from caalib.features import pipeline
+
+    monkeypatch.setattr(pipeline, "usable_cpus", lambda: 6)
+    auto = plan("cpu")
+    assert (auto.transform, auto.parallel, auto.workers) == ("numpy", "threads", 6)
+    assert plan("cuda:0").transform == "torch" and plan("cuda:0").device == "cuda:0"
+    forced = plan("cpu", transform="torch", parallel="processes", workers=3)
+    assert (forced.transform, forced.parallel, forced.workers) == ("torch", "processes", 3)
+    assert forced.start_method == ("fork" if pipeline.can_fork() else "spawn")
+    assert "3 worker processes" in forced.describe()
+    monkeypatch.setattr(pipeline, "usable_cpus", lambda: 500)
+    assert plan("cpu").workers == pipeline.MAX_DEFAULT_WORKERS
+    for kw, field in (({"transform": "float32"}, "transform"), ({"parallel": "gpu"}, "parallel"),
+                      ({"workers": 0}, "workers")):
+        with pytest.raises(FeatureError, match=field):
+            plan("cpu", **kw)
+
+
+def test_worker_processes_use_one_thread_each(tmp_path: Path) -> None:
+    from caalib.features import pipeline
+
+    how = plan("cpu", parallel="processes", workers=2)
+    with pipeline.ClipRunner(how, "kaiser_best") as runner:
+        assert runner._pool is not None
+        seen = runner._pool.submit(_thread_settings).result()
+    assert seen["torch"] == 1 and all(n == 1 for n in seen["blas"])
+
+
+def _thread_settings() -> dict:
+    from threadpoolctl import threadpool_info
+
+    return {"torch": torch.get_num_threads(),
+            "blas": [p["num_threads"] for p in threadpool_info()]}
 
 
 # ----------------------------------------------------------------------------------- caching
@@ -497,6 +621,41 @@ def test_odd_first_clip_is_the_one_named(small, tmp_path: Path) -> None:
     assert "5 of the 6 clips" in msg
 
 
+@pytest.mark.parametrize("parallel", ["threads", "processes"])
+def test_bad_clips_are_named_by_every_kind_of_worker(small, tmp_path: Path,
+                                                     parallel: str) -> None:
+    root, specs = small
+    (root / specs[1]["name"]).unlink()
+    (root / specs[3]["name"]).write_bytes(b"RIFF nonsense " * 50)
+    err = _assert_clean_failure(tmp_path / "o" / "f.h5", Path(specs[1]["name"]).name, root,
+                                parallel=parallel)
+    assert "meta.csv line 3" in str(err)  # the first bad clip in meta.csv order
+    (root / specs[1]["name"]).write_bytes(b"")
+    sf.write(root / specs[3]["name"], _signal(44100, 44100, 1, 7) * 0.3, 44100)
+    err = _assert_clean_failure(tmp_path / "o" / "f.h5", "empty file", root,
+                                parallel=parallel)
+    assert "meta.csv line 3" in str(err)
+
+
+@pytest.mark.parametrize("parallel", ["threads", "processes"])
+def test_warnings_come_back_from_every_kind_of_worker_in_order(small, tmp_path: Path,
+                                                               parallel: str) -> None:
+    from caalib.features import ImplausibleAudioWarning
+
+    root, specs = small
+    names = [specs[k]["name"] for k in (4, 1)]
+    for k, name in zip((4, 1), names, strict=True):
+        sf.write(root / name, _signal(int(0.2 * 44100), 44100, 1, k) * 4.0, 44100,
+                 subtype="FLOAT")
+    with pytest.warns(ImplausibleAudioWarning) as rec:
+        extract_features(root, tmp_path / "f.h5", workers=2, parallel=parallel,
+                         progress=False)
+    texts = [str(w.message) for w in rec if issubclass(w.category, ImplausibleAudioWarning)]
+    assert [Path(t.split(":", 1)[0]).name for t in texts] == [Path(names[1]).name,
+                                                              Path(names[0]).name]
+    assert all("peak" in t and "meta.csv line" in t for t in texts)
+
+
 def test_silent_clip_warns_not_fails(small, tmp_path: Path) -> None:
     root, specs = small
     sf.write(root / specs[2]["name"], np.zeros(int(0.2 * 44100)), 44100)
@@ -561,6 +720,27 @@ def test_cli_features(small, tmp_path: Path, capsys) -> None:
     assert len(err) == 1 and err[0].startswith("caa features: error:")
     assert Path(specs[0]["name"]).name in err[0]
     assert out.exists()  # the previous good file survives a failed rebuild
+
+
+def test_cli_features_passes_the_worker_settings(small, tmp_path: Path, capsys,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from caalib import features as features_pkg
+    from caalib.cli import main
+
+    root, _ = small
+    seen: dict = {}
+    real = features_pkg.extract_features
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(features_pkg, "extract_features", spy)
+    out = tmp_path / "cli.h5"
+    assert main(["features", str(root), "--out", str(out), "--workers", "3", "--parallel",
+                 "processes", "--transform", "torch", "--quiet"]) == 0
+    assert (seen["workers"], seen["parallel"], seen["transform"]) == (3, "processes", "torch")
+    assert load_features(out).feature.shape[0] == 6
 
 
 def test_cli_sigterm_cleans_up(small, tmp_path: Path, capsys,

@@ -19,10 +19,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, metavar="FILE.h5",
                    help="output file (default: DATA_DIR/features/logmel.h5, or "
                    "logmel-soxr_hq.h5 with --resampler soxr_hq)")
-    p.add_argument("--batch-size", type=int, default=64, help="clips per torch batch")
+    p.add_argument("--batch-size", type=int, default=64,
+                   help="clips per HDF5 write and per torch batch (default 64)")
     p.add_argument("--workers", type=int, default=None,
-                   help="decode/resample threads (default: min(8, CPUs))")
-    p.add_argument("--device", default="cpu", help="torch device for STFT + mel: cpu or cuda")
+                   help="parallel workers, each running whole clips (default: the usable "
+                        "CPUs, at most 32)")
+    p.add_argument("--device", default="cpu",
+                   help="cpu or cuda: where the STFT + mel runs with --transform auto")
+    p.add_argument("--transform", choices=("auto", "numpy", "torch"), default="auto",
+                   help="STFT + mel per clip in the workers (numpy, float64) or batched in "
+                        "torch on --device (float64); auto: numpy on cpu, torch on cuda. "
+                        "Both give the reference's numbers")
+    p.add_argument("--parallel", choices=("auto", "processes", "threads"), default="auto",
+                   help="worker kind; auto: threads (measured fastest on 2 cores); "
+                        "processes are forked on Linux")
     p.add_argument("--resampler", choices=("kaiser_best", "soxr_hq"), default="kaiser_best",
                    help="48 -> 44.1 kHz resampling: resampy kaiser_best (as released, "
                         "default) or soxr HQ (today's librosa default)")
@@ -43,7 +53,7 @@ def _run(args: argparse.Namespace) -> int:
         path = extract_features(
             args.data_dir, out, batch_size=args.batch_size, workers=args.workers,
             device=args.device, progress=not args.quiet, force=args.force,
-            resampler=args.resampler,
+            resampler=args.resampler, transform=args.transform, parallel=args.parallel,
         )
     for w in caught:
         print(f"caa features: warning: {w.message}", file=sys.stderr)

@@ -1,8 +1,10 @@
 """Log-mel features: the reference recipe, the batched torch path, the HDF5 cache.
 
-`reference_logmel` is the oracle of study notes section 1; `LogMel` / `logmel` compute
-the same numbers in batches; `extract_features` / `load_features` manage the per-dataset
-cache the training reads; `fit_standardiser` / `standardise` normalise each mel bin.
+`reference_logmel` is the oracle of study notes section 1; `logmel_numpy` (one clip, CPU)
+and `LogMel` / `logmel` (batches, torch) compute the same numbers faster;
+`extract_features` / `load_features` manage the per-dataset cache the training reads
+(`caalib.features.pipeline` runs the clips on every core); `fit_standardiser` /
+`standardise` normalise each mel bin.
 """
 
 from .audio import ImplausibleAudioWarning, read_clip, resample
@@ -17,7 +19,7 @@ from .cache import (
     load_features,
     verify_features,
 )
-from .fast import LogMel, density_scale, logmel
+from .fast import LogMel, density_scale, logmel, logmel_numpy
 from .recipe import (
     DEFAULT_RESAMPLER,
     HOP,
@@ -56,6 +58,7 @@ __all__ = [
     "load_feature_fingerprint",
     "load_features",
     "logmel",
+    "logmel_numpy",
     "mel_matrix",
     "n_frames",
     "read_clip",

@@ -1,7 +1,8 @@
 """Decode one clip to mono float64 at 44.1 kHz, as the reference does, or say why not.
 
-This is the part of the pipeline that runs in worker threads: libsndfile (through
-soundfile's cffi calls) and soxr both release the GIL, so threads decode in parallel.
+This is the part of the pipeline that runs in the extraction workers (processes or
+threads): libsndfile (through soundfile's cffi calls), resampy's numba kernel (nogil)
+and soxr all release the GIL, so even threads decode and resample in parallel.
 """
 
 from __future__ import annotations
@@ -81,6 +82,35 @@ def check_wav_complete(path: Path) -> None:
         raise FeatureError(f"{path}: {broken}")
 
 
+def mono_fast(audio: np.ndarray) -> np.ndarray:
+    """`recipe.mono`, bit for bit, without numpy's slow mean over a short axis for the
+    usual mono and stereo float64 clips (5 ms -> 1 ms for 10 s of 48 kHz stereo).
+
+    numpy reduces a row of two as ``a + b`` and divides by the count, which is what this
+    computes; other channel counts and dtypes go through `mono` itself.
+    """
+    if audio.ndim == 2 and audio.dtype == np.float64 and audio.shape[1] in (1, 2):
+        if audio.shape[1] == 1:
+            return audio[:, 0]
+        return (audio[:, 0] + audio[:, 1]) / 2.0
+    return mono(audio)
+
+
+def decode_clip(path: str | os.PathLike[str], where: str = "",
+                resampler: str = DEFAULT_RESAMPLER) -> tuple[np.ndarray, bool, list[str]]:
+    """`read_clip` without issuing its warnings: mono float64 samples at 44.1 kHz, whether
+    the clip is digital silence, and the lines of the warnings `read_clip` would issue
+    (for a worker process to hand back to the parent, which issues them in clip order)."""
+    clip = inspect_clip(path, where)
+    if clip.problems:
+        raise FeatureError(str(clip.problems[0]))
+    notes = [str(finding) for finding in clip.warnings if finding.kind != "silent"]
+    audio = clip.samples
+    assert audio is not None  # decoded and usable when there is no problem
+    silent = not np.any(audio)
+    return resample(mono_fast(audio), clip.rate, resampler), silent, notes
+
+
 def read_clip(path: str | os.PathLike[str], where: str = "",
               resampler: str = DEFAULT_RESAMPLER) -> tuple[np.ndarray, bool]:
     """Mono float64 samples at 44.1 kHz and whether the clip is digital silence.
@@ -91,13 +121,7 @@ def read_clip(path: str | os.PathLike[str], where: str = "",
     returned flag, which the extractor reports as one `SilentClipWarning`). ``where``
     (e.g. "meta.csv line 7") ends the messages. Safe to call from worker threads.
     """
-    clip = inspect_clip(path, where)
-    if clip.problems:
-        raise FeatureError(str(clip.problems[0]))
-    for finding in clip.warnings:
-        if finding.kind != "silent":
-            warnings.warn(str(finding), ImplausibleAudioWarning, stacklevel=2)
-    audio = clip.samples
-    assert audio is not None  # decoded and usable when there is no problem
-    silent = not np.any(audio)
-    return resample(mono(audio), clip.rate, resampler), silent
+    x, silent, notes = decode_clip(path, where, resampler)
+    for note in notes:
+        warnings.warn(note, ImplausibleAudioWarning, stacklevel=2)
+    return x, silent

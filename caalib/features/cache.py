@@ -1,9 +1,11 @@
 """Extract log-mels for a whole dataset into one HDF5 file, and read it back.
 
-The file records the recipe and a fingerprint of its inputs (meta.csv plus each clip's
-size and modification time), so a second run with nothing changed reuses it instead of
-spending minutes recomputing, and any change rebuilds it. Output goes through
-`caalib.atomic.atomic_path`: a failure never leaves a partial file.
+The file records the recipe and a fingerprint of its inputs by content (meta.csv's bytes
+and each clip's SHA-256, with each clip's stat so that an untouched clip need not be
+hashed again), so a second run with nothing changed reuses it instead of spending minutes
+recomputing, and any change rebuilds it. The clips are computed by
+`caalib.features.pipeline` on every core. Output goes through `caalib.atomic.atomic_path`:
+a failure never leaves a partial file.
 """
 
 from __future__ import annotations
@@ -16,9 +18,8 @@ import os
 import sys
 import time
 import warnings
-from collections import Counter, deque
-from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,12 +35,11 @@ from ..accelerator import resolve_torch_device
 from ..atomic import atomic_path
 from ..datasets import read_dataset
 from ..errors import CaaError, FeatureError
-from .audio import read_clip
+from .audio import ImplausibleAudioWarning
 from .fast import LogMel
+from .pipeline import ClipRunner, Plan, plan
 from .recipe import (
     DEFAULT_RESAMPLER,
-    HOP,
-    N_FFT,
     N_MELS,
     SAMPLE_RATE,
     check_resampler,
@@ -125,15 +125,12 @@ def _stat(path: Path, meta_path: Path, line: int) -> os.stat_result:
 
 
 def file_digest(path: Path) -> str:
-    """SHA-256 of a file's bytes (read in 1 MiB blocks)."""
-    h = hashlib.sha256()
+    """SHA-256 of a file's bytes."""
     try:
         with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
+            return hashlib.file_digest(fh, "sha256").hexdigest()
     except OSError as exc:
         raise FeatureError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    return h.hexdigest()
 
 
 def content_fingerprint(meta_bytes: bytes, names: Sequence[str], digests: Sequence[str]) -> str:
@@ -324,35 +321,6 @@ def verify_features(path: str | os.PathLike[str],
 # -------------------------------------------------------------------------------- extraction
 
 
-def _read_one(path: Path, where: str,
-              resampler: str) -> tuple[np.ndarray, bool, str, tuple[int, int, int, int]]:
-    """Digest the clip's bytes (stat taken first, so a write racing the read is seen as a
-    change next time), then decode it (the second read comes from the page cache)."""
-    st = _stat_row(path.stat()) if path.exists() else (0, 0, 0, 0)
-    digest = file_digest(path) if path.is_file() else ""
-    x, silent = read_clip(path, where, resampler)
-    return x, silent, digest, st
-
-
-def _prefetch(
-    pool: ThreadPoolExecutor, jobs: Sequence[tuple[Path, str]], lookahead: int,
-    resampler: str = DEFAULT_RESAMPLER,
-) -> Iterator[tuple[np.ndarray, bool, str, tuple[int, int, int, int]]]:
-    """Decoded clips in order, keeping at most ``lookahead`` decodes in flight (bounded memory)."""
-    pending: deque[Future[Any]] = deque()
-    it = iter(jobs)
-    for job in it:
-        pending.append(pool.submit(_read_one, *job, resampler))
-        if len(pending) >= lookahead:
-            break
-    while pending:
-        result = pending.popleft().result()
-        nxt = next(it, None)
-        if nxt is not None:
-            pending.append(pool.submit(_read_one, *nxt, resampler))
-        yield result
-
-
 def _raise_odd_length(data_dir: Path, names: Sequence[str],
                       jobs: Sequence[tuple[Path, str]]) -> None:
     """Name the clip whose length differs from most clips' (headers only, error path).
@@ -385,65 +353,74 @@ def _build(
     meta: pd.DataFrame,
     *,
     batch_size: int,
-    workers: int,
-    device: torch.device,
+    plan: Plan,
     progress: bool,
     resampler: str = DEFAULT_RESAMPLER,
 ) -> list[str]:
-    """Write the feature file to ``tmp``; return the names of silent clips."""
+    """Write the feature file to ``tmp``; return the names of silent clips.
+
+    The plan's workers run each clip's pipeline (`caalib.features.pipeline`); this
+    process takes the results in meta.csv order, issues each clip's warnings, checks the
+    frame counts, runs the batched torch transform when the plan says so, and writes
+    ``batch_size`` clips at a time.
+    """
     meta_path = data_dir / "meta.csv"
     names = [str(f) for f in meta["filename"]]
     jobs = [(data_dir / f, f"{meta_path} line {no}") for f, no in zip(names, meta["_line"],
                                                                         strict=True)]
-    module = LogMel().to(device)
+    module = LogMel().to(plan.device) if plan.transform == "torch" else None
     meta_bytes = _meta_bytes(data_dir)
     silent: list[str] = []
     digests: list[str] = []
     stats: list[tuple[int, int, int, int]] = []
     first: tuple[str, int, int] | None = None  # name, frames, samples of the first clip
     n = len(names)
-    with h5py.File(tmp, "w") as h5:
+    lookahead = batch_size + 2 * plan.workers if module is not None else 4 * plan.workers
+    log.info("extracting %d clips: %s", n, plan.describe())
+    # the runner first: worker processes fork before the output file is open
+    with ClipRunner(plan, resampler, lookahead) as runner, h5py.File(tmp, "w") as h5:
         str_dtype = h5py.string_dtype("utf-8")
         for col in META_COLUMNS:
             h5.create_dataset(col, data=np.array([str(v) for v in meta[col]], dtype=object),
                               dtype=str_dtype)
         dset = None
-        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="caa-decode")
         bar = tqdm(total=n, unit="clip", desc="log-mel", disable=not progress)
         try:
             batch: list[np.ndarray] = []
             start = 0
-            for i, (x, is_silent, digest, st) in enumerate(
-                    _prefetch(pool, jobs, batch_size + 2 * workers, resampler)):
-                digests.append(digest)
-                stats.append(st)
-                frames = n_frames(x.shape[0])
+            for i, clip in enumerate(runner.results(jobs)):
+                for note in clip.warnings:
+                    warnings.warn(note, ImplausibleAudioWarning, stacklevel=2)
+                digests.append(clip.digest)
+                stats.append(clip.stat)
                 if first is None:
-                    first = (names[i], frames, x.shape[0])
-                elif frames != first[1]:
+                    first = (names[i], clip.frames, clip.n_samples)
+                elif clip.frames != first[1]:
                     _raise_odd_length(data_dir, names, jobs)
                     raise FeatureError(
-                        f"{data_dir / names[i]}: {frames} frames ({x.shape[0]} samples at "
-                        f"{SAMPLE_RATE} Hz) but {first[0]} gives {first[1]} frames "
-                        f"({first[2]} samples); all clips must give the same number of "
-                        f"frames ({jobs[i][1]})"
+                        f"{data_dir / names[i]}: {clip.frames} frames ({clip.n_samples} "
+                        f"samples at {SAMPLE_RATE} Hz) but {first[0]} gives {first[1]} "
+                        f"frames ({first[2]} samples); all clips must give the same number "
+                        f"of frames ({jobs[i][1]})"
                     )
-                if is_silent:
+                if clip.silent:
                     silent.append(names[i])
-                batch.append(x[: N_FFT + (frames - 1) * HOP])  # the samples the frames use
+                batch.append(clip.data)
+                bar.update(1)
                 if len(batch) == batch_size or i == n - 1:
-                    with torch.inference_mode():
-                        out = module(torch.from_numpy(np.stack(batch))).cpu().numpy()
+                    if module is None:
+                        out = np.stack(batch)
+                    else:
+                        with torch.inference_mode():
+                            out = module(torch.from_numpy(np.stack(batch))).cpu().numpy()
                     if dset is None:
-                        dset = h5.create_dataset("feature", shape=(n, frames, N_MELS),
+                        dset = h5.create_dataset("feature", shape=(n, first[1], N_MELS),
                                                  dtype=np.float32)
                     dset[start : start + len(batch)] = out
                     start += len(batch)
-                    bar.update(len(batch))
                     batch = []
         finally:
             bar.close()
-            pool.shutdown(wait=True, cancel_futures=True)
         for key, value in recipe(resampler).items():
             h5.attrs[key] = value
         h5.attrs["settings_json"] = settings_json(resampler)
@@ -481,14 +458,22 @@ def extract_features(
     progress: bool = True,
     force: bool = False,
     resampler: str = DEFAULT_RESAMPLER,
+    transform: str = "auto",
+    parallel: str = "auto",
 ) -> Path:
     """Log-mel features of every clip of ``data_dir``'s meta.csv (in its order) into one HDF5.
 
-    Decoding and resampling run in ``workers`` threads; the STFT and mel run in torch
-    batches of ``batch_size`` on ``device``; clips not at 44.1 kHz are resampled with
-    ``resampler`` (``kaiser_best`` as released, or ``soxr_hq``). An existing file made
-    from the same inputs with the same recipe is reused unless ``force``. Silent clips raise a
-    `SilentClipWarning`; everything unusable raises `FeatureError` naming the file.
+    ``workers`` (default: the usable CPUs) each run a clip's whole pipeline: digest,
+    decode and check, mono, resampling with ``resampler`` (``kaiser_best`` as released, or
+    ``soxr_hq``) and, with ``transform="numpy"``, the float64 STFT + mel, bit for bit
+    `reference_logmel`; with ``transform="torch"`` this process runs the STFT + mel in
+    float64 torch batches of ``batch_size`` on ``device``. ``auto`` picks ``numpy`` on the
+    CPU and ``torch`` on CUDA; ``parallel`` (``auto`` = ``threads``, or ``processes``)
+    picks the kind of worker (see `caalib.features.pipeline.plan`). Every choice gives
+    the same numbers. An existing file made from the same inputs with the same recipe is
+    reused unless ``force``.
+    Silent clips raise a `SilentClipWarning`; everything unusable raises `FeatureError`
+    naming the file and its meta.csv line.
     """
     data_dir = Path(data_dir)
     check_resampler(resampler)
@@ -496,10 +481,8 @@ def extract_features(
            else default_feature_path(data_dir, resampler))
     if batch_size < 1:
         raise FeatureError(f"batch_size must be at least 1, got {batch_size}")
-    workers = workers if workers is not None else min(8, os.cpu_count() or 1)
-    if workers < 1:
-        raise FeatureError(f"workers must be at least 1, got {workers}")
     dev = resolve_torch_device(device, field="device", error=FeatureError)
+    how = plan(str(dev), transform, parallel, workers)
     if not data_dir.is_dir():
         raise FeatureError(f"{data_dir}: dataset directory does not exist")
     meta = _read_meta(data_dir)
@@ -515,8 +498,8 @@ def extract_features(
         return out
     try:
         with atomic_path(out) as tmp:
-            silent = _build(tmp, data_dir, meta, batch_size=batch_size, workers=workers,
-                            device=dev, progress=progress, resampler=resampler)
+            silent = _build(tmp, data_dir, meta, batch_size=batch_size, plan=how,
+                            progress=progress, resampler=resampler)
     except OSError as exc:
         raise FeatureError(f"{out}: cannot write feature file: {exc}") from exc
     log.info("wrote %s (%d clips)", out, len(meta))
