@@ -18,7 +18,7 @@ from .errors import CaaError
 
 #: Modules under caalib.commands, each exposing ``register(subparsers)``.
 COMMAND_MODULES: tuple[str, ...] = (
-    "data", "features", "model", "inputs", "train", "results", "study", "bench",
+    "data", "features", "model", "inputs", "train", "results", "study", "bench", "claims",
 )
 
 
