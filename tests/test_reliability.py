@@ -263,3 +263,96 @@ def test_disk_full_while_training_is_one_line_and_keeps_the_checkpoint(
     resumed = train(cfg, run, data_dir=tiny_dataset_2018, progress=False)
     straight = train(cfg, tmp_path / "straight", data_dir=tiny_dataset_2018, progress=False)
     assert resumed["accuracy"] == straight["accuracy"]
+
+
+# ------------------------------------------------------------------ data kept between runs
+def test_reused_data_gives_identical_metrics_and_predictions(tmp_path, tiny_dataset_2018,
+                                                             tiny_features_2018):
+    """A sweep's processes keep the loaded features between runs: same numbers as loading
+    them afresh for every run, in this process and in worker processes."""
+    runs = enumerate_runs("II", "tiny", "dcase2018", models=[("pool", "att")], **SIZES)
+    configs = [runs[0], runs[1], runs[3], runs[5]]  # single a, single b, joint, multi-task
+    afresh = run_sweep(configs, tmp_path / "afresh", tiny_dataset_2018, progress=False,
+                       reuse_data=False)
+    for name, jobs in (("kept1", 1), ("kept2", 2)):
+        kept = run_sweep(configs, tmp_path / name, tiny_dataset_2018, progress=False,
+                         jobs=jobs)
+        assert list(kept["status"]) == ["ran"] * 4
+        assert list(kept["acc_avg"]) == list(afresh["acc_avg"])
+        for cfg in configs:
+            run = Path("runs") / cfg.run_name
+            assert _acc(tmp_path / name / run) == _acc(tmp_path / "afresh" / run)
+            assert ((tmp_path / name / run / "predictions.csv").read_text()
+                    == (tmp_path / "afresh" / run / "predictions.csv").read_text())
+
+
+@pytest.fixture
+def own_dataset(tiny_dataset_2018, tmp_path) -> tuple[Path, Path]:
+    """A copy of the tiny set with its own feature file (free to change)."""
+    root = tmp_path / "own"
+    shutil.copytree(tiny_dataset_2018, root, ignore=shutil.ignore_patterns("features"))
+    return root, extract_features(root, progress=False)
+
+
+def test_a_changed_feature_file_is_read_again_not_served_stale(own_dataset, monkeypatch):
+    import caalib.datasets
+    import caalib.features
+    from caalib.training import load_run_data
+    from caalib.training.data import data_reuse
+
+    root, path = own_dataset
+    reads = {"features": 0, "tables": 0}
+    real_load, real_read = caalib.features.load_features, caalib.datasets.read_dataset
+    monkeypatch.setattr(caalib.features, "load_features", lambda p: reads.__setitem__(
+        "features", reads["features"] + 1) or real_load(p))
+    monkeypatch.setattr(caalib.datasets, "read_dataset", lambda d: reads.__setitem__(
+        "tables", reads["tables"] + 1) or real_read(d))
+    cfg = tiny(strategy="joint")
+    with data_reuse():
+        first = load_run_data(cfg, path, root)
+        assert np.array_equal(load_run_data(cfg, path, root).train.x, first.train.x)
+        assert reads == {"features": 1, "tables": 1}
+        # the features changed in place (fingerprint attribute kept): read again
+        with h5py.File(path, "r+") as h5:
+            h5["feature"][...] = h5["feature"][()] * 0.5 + 1.0
+        changed = load_run_data(cfg, path, root)
+        assert reads["features"] == 2
+        assert not np.array_equal(changed.attention_logmel, first.attention_logmel)
+        assert np.array_equal(changed.attention_logmel, first.attention_logmel * 0.5 + 1.0)
+        # re-extracted (atomically replaced): read again, the original numbers are back
+        extract_features(root, progress=False, force=True)
+        again = load_run_data(cfg, path, root)
+        assert reads["features"] == 3
+        assert np.array_equal(again.train.x, first.train.x)
+        # meta.csv touched: the dataset table is read again
+        meta = root / "meta.csv"
+        meta.write_bytes(meta.read_bytes())
+        load_run_data(cfg, path, root)
+        assert reads == {"features": 3, "tables": 2}
+    # outside a sweep nothing is kept: every call reads
+    load_run_data(cfg, path, root)
+    assert reads == {"features": 4, "tables": 3}
+
+
+def test_a_dataset_changed_between_runs_of_one_process_is_refused(tmp_path, own_dataset,
+                                                                  monkeypatch):
+    import caalib.features
+    from caalib.datasets import read_dataset
+    from caalib.training.data import data_reuse
+
+    root, path = own_dataset
+    checks = []
+    real = caalib.features.verify_features
+    monkeypatch.setattr(caalib.features, "verify_features",
+                        lambda p, d: checks.append(1) or real(p, d))
+    configs = enumerate_runs("II", "tiny", "dcase2018", models=[("pool", "att")], **SIZES)
+    with data_reuse():
+        for i, cfg in enumerate(configs[:2]):
+            train(cfg, tmp_path / f"r{i}", data_dir=root, feature_path=path, progress=False)
+        assert len(checks) == 1  # nothing changed: the second run rechecked by stat
+        _tamper(root, read_dataset(root)["filename"].iloc[2])  # size and mtime kept
+        with pytest.raises(FeatureError, match="does not hold the features"):
+            train(configs[2], tmp_path / "r2", data_dir=root, feature_path=path,
+                  progress=False)
+        assert len(checks) == 2
+        assert not (tmp_path / "r2").exists()

@@ -84,3 +84,36 @@ def test_tiny_sweep_runs_once(tmp_path, tiny_dataset_2018, tiny_features_2018, c
     # directories the profile's runs would use: dry-run flags them instead of "done"
     assert "6 runs: 4 missing, 2 conflict" in out
     assert out.count("dcase2018-pool-att-") == 6
+
+
+def test_a_sweep_loads_the_data_once_per_process(tmp_path, tiny_dataset_2018,
+                                                 tiny_features_2018, monkeypatch):
+    import caalib.datasets
+    import caalib.features
+    from caalib.training import data
+
+    counts = {"load_features": 0, "read_dataset": 0, "verify_features": 0}
+
+    def counted(module, name):
+        real = getattr(module, name)
+
+        def wrapper(*args, **kwargs):
+            counts[name] += 1
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, wrapper)
+
+    counted(caalib.features, "load_features")
+    counted(caalib.features, "verify_features")
+    counted(caalib.datasets, "read_dataset")
+    configs = enumerate_runs("II", "tiny", "dcase2018", models=[("pool", "att")],
+                             iterations=2, eval_every=2, checkpoint_every=2)[:4]
+    summary = run_sweep(configs, tmp_path / "kept", tiny_dataset_2018, progress=False)
+    assert list(summary["status"]) == ["ran"] * 4
+    # one HDF5 read, one dataset table, one full check of the features for four runs
+    assert counts == {"load_features": 1, "read_dataset": 1, "verify_features": 1}
+    assert not data._features and not data._tables  # dropped when the sweep ends
+    counts.update(load_features=0, read_dataset=0, verify_features=0)
+    run_sweep(configs, tmp_path / "afresh", tiny_dataset_2018, progress=False,
+              reuse_data=False)
+    assert counts == {"load_features": 4, "read_dataset": 4, "verify_features": 4}

@@ -4,13 +4,23 @@ Everything a run needs is held in memory (the paper-size DCASE 2018 cache is abo
 0.8 GB), so data loading is never the bottleneck and the batch order can be a pure
 function of ``(seed, iteration)``: a resumed run needs no sampler state to continue
 exactly where it stopped.
+
+A sweep loads each feature file and the dataset's table once per process, not once per
+run (`data_reuse`, `set_data_reuse`): the loaded arrays are kept, keyed by the file's
+stat and content fingerprint, and every run still checks that nothing changed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -124,6 +134,230 @@ def attention_clips(meta: pd.DataFrame, devices: tuple[str, ...]) -> np.ndarray:
     return np.asarray(rows, dtype=np.int64)
 
 
+# ---------------------------------------------------------------------- per-process reuse
+#: Feature files a process keeps loaded while reuse is on (the paper-size DCASE 2018 file
+#: is about 0.8 GB; a sweep's runs share one file per resampler).
+MAX_KEPT_FEATURE_FILES = 1
+_MAX_KEPT_TABLES = 2
+_MAX_KEPT_VERIFICATIONS = 8
+
+Stamp = tuple[Any, ...]
+
+
+@dataclass
+class _FeatureSource:
+    """What a run reads of a feature file: its features (read-only), attributes and the
+    row of each clip name."""
+
+    feature: np.ndarray
+    attrs: dict[str, Any]
+    row_of: pd.Series
+    stamp: Stamp | None = None
+
+
+@dataclass
+class _TableSource:
+    """What a run reads of the dataset: one row per clip of meta.csv, and its layout."""
+
+    meta: pd.DataFrame
+    layout: str | None
+    stamp: Stamp | None = None
+    attention: dict[tuple[str, ...], np.ndarray] = field(default_factory=dict)
+
+
+_lock = threading.RLock()
+_reuse = False
+_features: OrderedDict[str, _FeatureSource] = OrderedDict()
+_tables: OrderedDict[str, _TableSource] = OrderedDict()
+_verified: OrderedDict[tuple[str, str], tuple[Stamp, str]] = OrderedDict()
+
+
+def set_data_reuse(enabled: bool = True) -> None:
+    """Keep loaded feature files and dataset tables in this process between runs
+    (``enabled``), or drop them and load afresh for every run (the default).
+
+    A sweep's worker processes call this at start (``ProcessPoolExecutor(initializer=)``).
+    """
+    global _reuse
+    with _lock:
+        _reuse = bool(enabled)
+        if not _reuse:
+            clear_data_cache()
+
+
+@contextmanager
+def data_reuse() -> Iterator[None]:
+    """Reuse loaded data in this process inside the block (a sweep's ``jobs=1`` path);
+    what was kept is dropped at the end unless reuse was on before."""
+    before = _reuse
+    set_data_reuse(True)
+    try:
+        yield
+    finally:
+        set_data_reuse(before)
+
+
+def clear_data_cache() -> None:
+    """Drop every feature file, dataset table and verification this process keeps."""
+    with _lock:
+        _features.clear()
+        _tables.clear()
+        _verified.clear()
+
+
+def _stat_row(path: Path) -> tuple[int, int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+def _feature_stamp(path: Path) -> Stamp | None:
+    """The file's stat and recorded content fingerprint; None when unreadable. An atomic
+    re-extraction (a new inode) or any write moves it."""
+    import h5py
+
+    row = _stat_row(path)
+    if row is None:
+        return None
+    try:
+        with h5py.File(path, "r") as h5:
+            fp = h5.attrs.get("fingerprint")
+    except Exception:  # damaged or foreign: load_features names the problem
+        return None
+    return row, None if fp is None else str(fp)
+
+
+def _table_stamp(data_dir: Path) -> Stamp:
+    """The stat of every file the dataset table is read from: meta.csv and the files of
+    ``evaluation_setup/`` (and the folder itself, which moves when one is added)."""
+    setup = data_dir / "evaluation_setup"
+    try:
+        files = sorted(setup.iterdir()) if setup.is_dir() else []
+    except OSError:  # unreadable: read_dataset reports it
+        files = []
+    return (_stat_row(data_dir / "meta.csv"), _stat_row(setup),
+            tuple((p.name, _stat_row(p)) for p in files))
+
+
+def _remember(cache: OrderedDict, key: Any, value: Any, limit: int) -> None:
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > limit:
+        cache.popitem(last=False)
+
+
+def _read_features(path: Path) -> _FeatureSource:
+    from ..features import load_features
+
+    fs = load_features(path)
+    feature = fs.feature
+    feature.setflags(write=False)  # shared by the runs of this process
+    feat_meta = fs.meta.reset_index(drop=True)
+    row_of = pd.Series(np.arange(len(feat_meta)), index=feat_meta["filename"].astype(str))
+    return _FeatureSource(feature=feature, attrs=fs.attrs, row_of=row_of)
+
+
+def _feature_source(path: Path) -> _FeatureSource:
+    """The feature file at ``path``: from this process's cache while reuse is on and the
+    file's stat and fingerprint are those it was read with, else read (and kept)."""
+    if not _reuse:
+        return _read_features(path)
+    key = str(path.resolve())
+    with _lock:
+        stamp = _feature_stamp(path)
+        hit = _features.get(key)
+        if hit is not None and stamp is not None and hit.stamp == stamp:
+            _features.move_to_end(key)
+            return hit
+        _features.pop(key, None)  # free the stale copy before reading the new one
+        while len(_features) >= MAX_KEPT_FEATURE_FILES:
+            _features.popitem(last=False)
+        source = _read_features(path)
+        if stamp is not None and _feature_stamp(path) == stamp:  # not changed while read
+            source.stamp = stamp
+            _remember(_features, key, source, MAX_KEPT_FEATURE_FILES)
+        return source
+
+
+def _read_table(data_dir: Path) -> _TableSource:
+    from ..datasets import read_dataset
+
+    ds = read_dataset(data_dir)
+    meta = pd.DataFrame({
+        "filename": ds["filename"].astype(str).to_numpy(),
+        "device": ds["source_label"].astype(str).to_numpy(),
+        "scene_label": ds["scene_label"].astype(str).to_numpy(),
+        "identifier": ds["identifier"].astype(str).to_numpy(),
+        "segment": ds["segment"].astype(int).to_numpy(),
+        "split": ds["split"].astype(str).to_numpy(),
+    })
+    return _TableSource(meta=meta, layout=ds.attrs.get("layout"))
+
+
+def _table_source(data_dir: Path) -> _TableSource:
+    """The dataset table of ``data_dir``, kept like `_feature_source` while reuse is on
+    (keyed by the stat of meta.csv and the fold files)."""
+    if not _reuse:
+        return _read_table(data_dir)
+    key = str(data_dir.resolve())
+    with _lock:
+        stamp = _table_stamp(data_dir)
+        hit = _tables.get(key)
+        if hit is not None and hit.stamp == stamp:
+            _tables.move_to_end(key)
+            return hit
+        _tables.pop(key, None)
+        source = _read_table(data_dir)
+        if _table_stamp(data_dir) == stamp:
+            source.stamp = stamp
+            _remember(_tables, key, source, _MAX_KEPT_TABLES)
+        return source
+
+
+def verified_fingerprint(feature_path: str | Path, data_dir: str | Path) -> str:
+    """`caalib.features.verify_features`: the feature file's content fingerprint after
+    checking that it describes ``data_dir`` as it is now.
+
+    While reuse is on, a check passed in this process is taken again as long as the
+    feature file, meta.csv, the fold files and every listed clip keep the stat (size,
+    mtime, ctime, inode) they had before it - the trust the feature file itself puts in
+    a clip's recorded stat; anything else is checked in full again.
+    """
+    from ..features import verify_features
+
+    feature_path, data_dir = Path(feature_path), Path(data_dir)
+    if not _reuse:
+        return verify_features(feature_path, data_dir)
+    key = (str(feature_path.resolve()), str(data_dir.resolve()))
+    with _lock:
+        stamp = _verification_stamp(feature_path, data_dir)  # before the check: a
+        hit = _verified.get(key)  # change made while it runs is seen by the next run
+        if stamp is not None and hit is not None and hit[0] == stamp:
+            _verified.move_to_end(key)
+            return hit[1]
+        _verified.pop(key, None)
+        fp = verify_features(feature_path, data_dir)
+        if stamp is not None:
+            _remember(_verified, key, (stamp, fp), _MAX_KEPT_VERIFICATIONS)
+        return fp
+
+
+def _verification_stamp(feature_path: Path, data_dir: Path) -> Stamp | None:
+    """The stat of everything `verify_features` reads; None where something is missing or
+    unreadable (the full check then names it)."""
+    try:
+        names = _table_source(data_dir).meta["filename"]
+    except Exception:  # verify_features reports the problem
+        return None
+    feature = _feature_stamp(feature_path)
+    clips = tuple(_stat_row(data_dir / n) for n in names)
+    if feature is None or None in clips:
+        return None
+    return feature, _table_stamp(data_dir), clips
+
+
 # ---------------------------------------------------------------------- loading
 def _split(x: np.ndarray, meta: pd.DataFrame, mean: np.ndarray, std: np.ndarray) -> Split:
     from ..features import standardise
@@ -143,13 +377,12 @@ def load_run_data(config: TrainConfig, feature_path: str | Path, data_dir: str |
     the cache. Standardisation statistics are fitted on the clips the run trains on
     (held-out clips excluded) and applied to every subset.
     """
-    from ..datasets import read_dataset
-    from ..features import fit_standardiser, load_features
+    from ..features import fit_standardiser
 
-    feature_path = Path(feature_path)
+    feature_path, data_dir = Path(feature_path), Path(data_dir)
     if not feature_path.exists():
         raise FeatureError(f"{feature_path}: feature file not found")
-    fs = load_features(feature_path)
+    fs = _feature_source(feature_path)
     made_with = fs.attrs.get("resampler")
     if made_with != config.resampler:
         raise FeatureError(
@@ -158,28 +391,18 @@ def load_run_data(config: TrainConfig, feature_path: str | Path, data_dir: str |
             f"{config.resampler!r}; re-extract it (caa features --resampler "
             f"{config.resampler} --force)"
         )
-    ds = read_dataset(data_dir)
-    layout = ds.attrs.get("layout")
+    table = _table_source(data_dir)
+    layout = table.layout
     if layout is not None and layout != config.dataset:
         raise ConfigError(
             f"dataset: the config says {config.dataset!r} but {data_dir} has the "
             f"{layout!r} layout"
         )
-    feat_meta = fs.meta.reset_index(drop=True)
-    row_of = pd.Series(np.arange(len(feat_meta)), index=feat_meta["filename"].astype(str))
+    row_of = fs.row_of
     if row_of.index.has_duplicates:
         raise FeatureError(f"{feature_path}: duplicate filenames in the feature file")
 
-    meta = pd.DataFrame({
-        "filename": ds["filename"].astype(str).to_numpy(),
-        "device": ds["source_label"].astype(str).to_numpy(),
-        "scene_label": ds["scene_label"].astype(str).to_numpy(),
-        "identifier": ds["identifier"].astype(str).to_numpy(),
-        "segment": ds["segment"].astype(int).to_numpy(),
-        "split": ds["split"].astype(str).to_numpy(),
-    })
-    all_eval = meta[meta["split"] == "evaluate"].reset_index(drop=True)
-    meta = meta[meta["device"].isin(config.eval_devices)]
+    meta = table.meta[table.meta["device"].isin(config.eval_devices)]
     missing = sorted(set(meta["filename"]) - set(row_of.index))
     if missing:
         raise FeatureError(
@@ -202,7 +425,7 @@ def load_run_data(config: TrainConfig, feature_path: str | Path, data_dir: str |
 
     t = config.max_frames
 
-    def take(part: pd.DataFrame) -> np.ndarray:
+    def take(part: pd.DataFrame) -> np.ndarray:  # a copy: the cached array is shared
         x = fs.feature[row_of.loc[part["filename"]].to_numpy()]
         return x[:, :t] if t is not None else x
 
@@ -212,7 +435,13 @@ def load_run_data(config: TrainConfig, feature_path: str | Path, data_dir: str |
     eval_meta = eval_meta.reset_index(drop=True)
     # the parallel recording is chosen among all devices, so a single-device run shows
     # the same recordings as the others
-    chosen = all_eval["filename"].iloc[attention_clips(all_eval, config.eval_devices)]
+    chosen = table.attention.get(config.eval_devices)
+    if chosen is None:
+        all_eval = table.meta[table.meta["split"] == "evaluate"].reset_index(drop=True)
+        chosen = all_eval["filename"].iloc[
+            attention_clips(all_eval, config.eval_devices)].to_numpy()
+        chosen.setflags(write=False)
+        table.attention[config.eval_devices] = chosen
     position = pd.Series(np.arange(len(eval_meta)), index=eval_meta["filename"])
     att = position.loc[chosen].to_numpy(np.int64)
     return RunData(

@@ -496,16 +496,17 @@ def train(
         default_feature_path,
         extract_features,
         load_feature_fingerprint,
-        verify_features,
     )
+    from .data import verified_fingerprint
 
     if feature_path is None:  # the cache: built on first use, reused while inputs match
         feature_path = extract_features(
             data_path, default_feature_path(data_path, config.resampler), device=device.type,
             progress=progress, resampler=config.resampler)
         feature_fp = load_feature_fingerprint(feature_path)
-    else:  # a file named by the caller must still describe the data at hand
-        feature_fp = verify_features(feature_path, data_path)
+    else:  # a file named by the caller must still describe the data at hand (in a
+        # sweep's process, a check already passed is rechecked by stat: `data_reuse`)
+        feature_fp = verified_fingerprint(feature_path, data_path)
     data_fp = dataset_fingerprint(data_path, feature_fp)
     if config.data_fingerprint not in (None, data_fp):
         raise ConfigError(

@@ -27,6 +27,7 @@ from ..errors import CaaError, ConfigError
 from ..spec import MODELS as _PAPER_MODELS
 from . import runstore
 from .config import PROFILES, TrainConfig
+from .data import data_reuse, set_data_reuse
 
 TABLES: tuple[str, ...] = ("I", "II", "III")
 TABLE_DATASET: dict[str, str] = {"I": "dcase2018", "II": "dcase2018", "III": "dcase2019"}
@@ -210,6 +211,7 @@ def run_sweep(
     force: bool = False,
     feature_path: str | Path | None = None,
     jobs: int = 1,
+    reuse_data: bool = True,
 ) -> pd.DataFrame:
     """Train every config not yet done under ``<results_dir>/runs/<run_name>/``.
 
@@ -219,8 +221,12 @@ def run_sweep(
     "failed" while the others carry on; :class:`SweepFailed` is raised at the end if any
     failed. ``jobs`` > 1 trains that many runs at once in worker processes; each run's
     numbers depend only on its config (its ``cpu_threads`` included), so they equal
-    ``jobs=1``'s.
+    ``jobs=1``'s. With ``reuse_data`` each process (this one for ``jobs=1``, each worker
+    otherwise) loads the feature file and the dataset's table once and keeps them for its
+    next runs (`caalib.training.data.data_reuse`; the numbers are the same either way).
     """
+    from contextlib import nullcontext
+
     from tqdm.auto import tqdm
 
     if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
@@ -245,16 +251,19 @@ def run_sweep(
     start = time.perf_counter()
     try:
         if jobs == 1:
-            for name, args in tasks.items():
-                bar.set_postfix_str(name, refresh=True)
-                outcome[name] = _train_one(*args)
-                bar.update(1)
+            with data_reuse() if reuse_data else nullcontext():
+                for name, args in tasks.items():
+                    bar.set_postfix_str(name, refresh=True)
+                    outcome[name] = _train_one(*args)
+                    bar.update(1)
         else:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor, as_completed
 
             ctx = multiprocessing.get_context("spawn")  # torch state must not be forked
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+            # workers live for the whole pool: each keeps the data it loaded for its next run
+            init = dict(initializer=set_data_reuse, initargs=(True,)) if reuse_data else {}
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, **init) as pool:
                 futures = {pool.submit(_train_one, *args): name for name, args in tasks.items()}
                 for fut in as_completed(futures):
                     name = futures[fut]
