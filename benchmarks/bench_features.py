@@ -2,7 +2,7 @@
 
 Usage:
     python benchmarks/bench_features.py [DATA_DIR] [--clips 32] [--clips-44k 256]
-        [--seconds 10] [--repeats 3] [--device cpu|cuda] [--workers N]
+        [--seconds 10] [--repeats 3] [--accelerator cpu|cuda] [--workers N]
         [--parallel auto|processes|threads] [--transform auto|numpy|torch]
         [--batch-size 64] [--skip-stages]
 
@@ -142,12 +142,13 @@ def child_extract(data_dir: Path, out: Path, opts: dict[str, object]) -> dict[st
     from caalib.features import extract_features
     from caalib.features.pipeline import plan
 
-    how = plan(str(opts["device"]), str(opts["transform"]), str(opts["parallel"]),
+    how = plan(str(opts["accelerator"]), str(opts["transform"]), str(opts["parallel"]),
                opts["workers"])  # type: ignore[arg-type]
     settings = thread_settings()
     t0, c0 = time.perf_counter(), _cpu()
     extract_features(data_dir, out, batch_size=int(opts["batch_size"]),  # type: ignore[arg-type]
-                     workers=opts["workers"], device=str(opts["device"]),  # type: ignore[arg-type]
+                     workers=opts["workers"],  # type: ignore[arg-type]
+                     accelerator=str(opts["accelerator"]),
                      transform=str(opts["transform"]), parallel=str(opts["parallel"]),
                      progress=False, force=True)
     seconds, cpu = time.perf_counter() - t0, _cpu() - c0
@@ -263,7 +264,8 @@ def bench_dataset(label: str, data_dir: Path, tmp: Path, args: argparse.Namespac
             print(f"  {name:<56s} {ms:8.2f}")
         for name, sec in st["jit_s"].items():
             print(f"  {name:<56s} {1e3 * sec:8.0f}")
-    opts = {"device": args.device, "transform": args.transform, "parallel": args.parallel,
+    opts = {"accelerator": args.accelerator, "transform": args.transform,
+            "parallel": args.parallel,
             "workers": args.workers, "batch_size": args.batch_size}
     ratios: dict[str, list[float]] = {"default threads": [], "1 thread": []}
     settings: dict[str, object] = {}
@@ -305,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clips-44k", type=int, default=256, help="44.1 kHz clips")
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--accelerator", default="cpu", help="torch device: cpu or cuda")
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--parallel", default="auto", choices=("auto", "processes", "threads"))
     ap.add_argument("--transform", default="auto", choices=("auto", "numpy", "torch"))
@@ -317,7 +319,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"python {sys.version.split()[0]}, torch {torch.__version__}, "
           f"{os.cpu_count()} CPUs ({len(os.sched_getaffinity(0))} usable), "
-          f"load {_load()}; settings: device {args.device}, transform {args.transform}, "
+          f"load {_load()}; settings: accelerator {args.accelerator}, "
+          f"transform {args.transform}, "
           f"parallel {args.parallel}, workers {args.workers or 'auto'}, "
           f"batch {args.batch_size}")
     with tempfile.TemporaryDirectory(prefix="bench_features_") as tmp_s:

@@ -38,6 +38,9 @@ DEVICES: tuple[str, ...] = ("a", "b", "c")
 
 DATASETS: tuple[str, ...] = ("dcase2018", "dcase2019")
 
+#: Where a stage computes (the torch device): ``auto`` picks CUDA when present.
+ACCELERATORS: tuple[str, ...] = ("auto", "cpu", "cuda")
+
 #: Every clip is resampled to this rate before the STFT (study notes section 1).
 FEATURE_SAMPLE_RATE = 44_100
 

@@ -51,12 +51,12 @@ DONE_FILE = "DONE"
 # ---------------------------------------------------------------------- contents
 #: config.json fields every reader needs (and the table cell a run belongs to).
 CONFIG_FIELDS: tuple[str, ...] = (
-    "dataset", "topology", "pooling", "strategy", "cond_layer", "train_device",
+    "dataset", "topology", "pooling", "strategy", "cond_layer", "train_source",
     "profile", "seed",
 )
 #: Fields that change how fast a run goes, not what it computes (as TrainConfig).
 EXECUTION_FIELDS: frozenset[str] = frozenset(
-    {"device", "fast", "compile", "checkpoint_every", "eval_schedule"})
+    {"accelerator", "fast", "compile", "checkpoint_every", "eval_schedule"})
 #: Switches that name a variant in the run name, with the value a config written before
 #: the switch existed counts as.
 NAME_DEFAULTS: dict[str, Any] = {
@@ -66,7 +66,7 @@ NAME_DEFAULTS: dict[str, Any] = {
 PROFILES: tuple[str, ...] = ("tiny", "demo", "paper")
 
 ACCURACY_KEYS: tuple[str, ...] = (*DEVICES, "avg")
-LABEL_COLUMNS: tuple[str, ...] = ("filename", "device", "scene_label", "predicted")
+LABEL_COLUMNS: tuple[str, ...] = ("filename", "source", "scene_label", "predicted")
 SCORE_COLUMNS: tuple[str, ...] = tuple(f"score_{s}" for s in SCENES)
 PREDICTION_COLUMNS: tuple[str, ...] = (*LABEL_COLUMNS, *SCORE_COLUMNS)
 HISTORY_COLUMNS: tuple[str, ...] = (
@@ -77,8 +77,14 @@ HISTORY_COLUMNS: tuple[str, ...] = (
 #: The history columns the readers use (older histories lack some of the others).
 HISTORY_REQUIRED: tuple[str, ...] = ("iteration", "loss", "acc_avg")
 ATTENTION_ARRAYS: tuple[str, ...] = (
-    "attention", "logmel", "filename", "device", "scene_label", "predicted",
+    "attention", "logmel", "filename", "source", "scene_label", "predicted",
 )
+#: Names an older study wrote, now renamed (old name -> new name). A file or config
+#: holding an old name is refused, naming the rename: such runs predate the current
+#: feature recipe and must be retrained anyway.
+RENAMED_CONFIG_FIELDS: dict[str, str] = {"train_device": "train_source",
+                                         "device": "accelerator"}
+RENAMED_COLUMNS: dict[str, str] = {"device": "source"}
 
 #: How far a recorded accuracy may sit from the one recomputed from its parts.
 TOLERANCE = 1e-6
@@ -135,11 +141,31 @@ def read_json_object(path: str | Path) -> dict[str, Any]:
     return obj
 
 
+# ---------------------------------------------------------------------- renamed names
+def renamed_field(cfg: Mapping[str, Any], renames: Mapping[str, str]) -> str | None:
+    """A one-line message when ``cfg`` holds a field that was renamed, else None."""
+    for old, new in renames.items():
+        if old in cfg and new not in cfg:
+            return (f"field {old!r} was renamed {new!r} (written by an older version of the "
+                    "study: retrain the run)")
+    return None
+
+
+def renamed_column(names: Any, what: str) -> str | None:
+    """A one-line message when ``names`` (columns or arrays) hold a renamed one."""
+    names = set(names)
+    for old, new in RENAMED_COLUMNS.items():
+        if old in names and new not in names:
+            return (f"{what} {old!r} was renamed {new!r} (written by an older version of the "
+                    "study: retrain the run)")
+    return None
+
+
 # ---------------------------------------------------------------------- config.json
 def read_config_dict(run_dir: str | Path) -> dict[str, Any]:
     """A run's config.json as a dict, its :data:`CONFIG_FIELDS` checked.
 
-    Types and ranges of the fields readers use, their consistency (``train_device``
+    Types and ranges of the fields readers use, their consistency (``train_source``
     only and always for ``single``, ``cond_layer`` only and always for the conditioned
     strategies) and the types of the variant switches in the run name. Unknown extra
     fields are kept: the training config grows.
@@ -148,6 +174,9 @@ def read_config_dict(run_dir: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise RunStoreError(f"{path}: missing (a run directory needs its config)")
     cfg = read_json_object(path)
+    old = renamed_field(cfg, RENAMED_CONFIG_FIELDS)
+    if old:
+        raise RunStoreError(f"{path}: {old}")
     missing = [f for f in CONFIG_FIELDS if f not in cfg]
     if missing:
         raise RunStoreError(f"{path}: missing field(s) {missing}")
@@ -167,10 +196,10 @@ def read_config_dict(run_dir: str | Path) -> dict[str, Any]:
     if not _is_int(cfg["seed"]) or cfg["seed"] < 0:
         raise bad("seed", "a non-negative integer")
     if cfg["strategy"] == "single":
-        if cfg["train_device"] not in DEVICES:
-            raise bad("train_device", f"one of {', '.join(DEVICES)} (strategy single)")
-    elif cfg["train_device"] is not None:
-        raise bad("train_device", f"null (strategy {cfg['strategy']} trains on all devices)")
+        if cfg["train_source"] not in DEVICES:
+            raise bad("train_source", f"one of {', '.join(DEVICES)} (strategy single)")
+    elif cfg["train_source"] is not None:
+        raise bad("train_source", f"null (strategy {cfg['strategy']} trains on all sources)")
     for field in ("lr_decay", "lambda_mode", "attention", "resampler", "precision"):
         if field in cfg and (not isinstance(cfg[field], str) or not cfg[field]
                              or "/" in cfg[field]):
@@ -193,7 +222,7 @@ def _switch(cfg: Mapping[str, Any], field: str) -> Any:
 def expected_run_name(cfg: Mapping[str, Any]) -> str:
     """The directory name training gives a run of this config.
 
-    ``<dataset>-<topology>-<pooling, + as _>-<strategy>[-<train_device>][-L<cond_layer>]
+    ``<dataset>-<topology>-<pooling, + as _>-<strategy>[-<train_source>][-L<cond_layer>]
     -<profile>-s<seed>``, then a suffix per variant switch off its default: ``-lr_<mode>``,
     ``-lambda_<mode>`` (multi-task only), ``-att_<mode>``, ``-rs_<resampler>``, and
     ``-bf16`` / ``-bf16_notf32`` (bf16 with / without TF32) or ``-tf32`` (fp32 with TF32),
@@ -203,8 +232,8 @@ def expected_run_name(cfg: Mapping[str, Any]) -> str:
     """
     parts = [str(cfg["dataset"]), str(cfg["topology"]), str(cfg["pooling"]).replace("+", "_"),
              str(cfg["strategy"])]
-    if cfg.get("train_device") is not None:
-        parts.append(str(cfg["train_device"]))
+    if cfg.get("train_source") is not None:
+        parts.append(str(cfg["train_source"]))
     if cfg.get("cond_layer") is not None:
         parts.append(f"L{cfg['cond_layer']}")
     parts += [str(cfg["profile"]), f"s{cfg['seed']}"]
@@ -344,7 +373,7 @@ def read_metrics(run_dir: str | Path) -> dict[str, Any]:
     return met
 
 
-def eval_devices(metrics: Mapping[str, Any]) -> list[str]:
+def eval_sources(metrics: Mapping[str, Any]) -> list[str]:
     """The devices a run was scored on (from a checked metrics dict), in device order."""
     return [d for d in DEVICES if d in metrics["accuracy"]]
 
@@ -358,9 +387,10 @@ def read_predictions(run_dir: str | Path,
                      metrics: Mapping[str, Any] | None = None) -> pd.DataFrame:
     """A run's predictions.csv, checked against its metrics.json; adds ``correct``.
 
-    Columns :data:`LABEL_COLUMNS` required (no empty cell, known scenes and devices, no
-    duplicate filename); the ten :data:`SCORE_COLUMNS` all or none, finite when
-    present. Complete: per device exactly ``n_eval`` rows of ``metrics`` (read from the
+    Columns :data:`LABEL_COLUMNS` required (no empty cell, known scenes and sources, no
+    duplicate filename; a file with the old ``device`` column is refused as renamed); the
+    ten :data:`SCORE_COLUMNS` all or none, finite when present. Complete: per source
+    exactly ``n_eval`` rows of ``metrics`` (read from the
     run when not given), and the macro accuracy of the rows equal to the recorded one,
     so a truncated file or one from another run is refused. Extra columns are kept.
     """
@@ -374,6 +404,9 @@ def read_predictions(run_dir: str | Path,
             OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RunStoreError(f"{path}: unreadable CSV ({first})") from None
+    old = renamed_column(df.columns, "column")
+    if old:
+        raise RunStoreError(f"{path}: {old}")
     missing = [c for c in LABEL_COLUMNS if c not in df.columns]
     if missing:
         raise RunStoreError(f"{path}: missing column(s) {missing}")
@@ -394,10 +427,10 @@ def read_predictions(run_dir: str | Path,
             i = int(bad.nonzero()[0][0])
             raise RunStoreError(f"{path}, line {_line(i)}: unknown scene {df[col].iloc[i]!r} "
                                 f"in {col}")
-    bad = (~df["device"].isin(DEVICES)).to_numpy()
+    bad = (~df["source"].isin(DEVICES)).to_numpy()
     if bad.any():
         i = int(bad.nonzero()[0][0])
-        raise RunStoreError(f"{path}, line {_line(i)}: unknown device {df['device'].iloc[i]!r}")
+        raise RunStoreError(f"{path}, line {_line(i)}: unknown source {df['source'].iloc[i]!r}")
     dup = df["filename"].duplicated().to_numpy()
     if dup.any():
         i = int(dup.nonzero()[0][0])
@@ -414,19 +447,19 @@ def read_predictions(run_dir: str | Path,
 
     met = read_metrics(run_dir) if metrics is None else metrics
     n_eval = met["n_eval"]
-    counts = df["device"].value_counts()
-    wrong = [f"device {d}: {int(counts.get(d, 0))} rows for {n_eval.get(d, 0)} clips"
+    counts = df["source"].value_counts()
+    wrong = [f"source {d}: {int(counts.get(d, 0))} rows for {n_eval.get(d, 0)} clips"
              for d in DEVICES if int(counts.get(d, 0)) != int(n_eval.get(d, 0))]
     if wrong:
         raise RunStoreError(f"{path}: does not match n_eval of {run_dir / METRICS_FILE} "
                             f"({'; '.join(wrong)}); truncated, or from another run?")
     correct = (df["scene_label"] == df["predicted"]).to_numpy()
-    for dev in eval_devices(met):
-        on = (df["device"] == dev).to_numpy()
+    for dev in eval_sources(met):
+        on = (df["source"] == dev).to_numpy()
         per_scene = pd.Series(correct[on]).groupby(df["scene_label"].to_numpy()[on]).mean()
         macro = float(per_scene.mean())
         if abs(macro - met["accuracy"][dev]) > TOLERANCE:
-            raise RunStoreError(f"{path}: gives accuracy {macro:.6f} on device {dev}, "
+            raise RunStoreError(f"{path}: gives accuracy {macro:.6f} on source {dev}, "
                                 f"{run_dir / METRICS_FILE} records {met['accuracy'][dev]:.6f} "
                                 "(from another run?)")
     df["correct"] = correct
@@ -481,12 +514,16 @@ def read_history(run_dir: str | Path) -> pd.DataFrame:
 def read_attention(run_dir: str | Path) -> dict[str, np.ndarray]:
     """A run's attention.npz, checked: every array of :data:`ATTENTION_ARRAYS`,
     ``attention`` (N, K=10, T', F') finite, ``logmel`` (N, T, F), N rows everywhere,
-    known scenes and devices. String arrays come back as ``str``, maps as float32."""
+    known scenes and sources (an old file with a ``device`` array is refused as renamed).
+    String arrays come back as ``str``, maps as float32."""
     path = Path(run_dir) / ATTENTION_FILE
     if not path.is_file():
         raise RunStoreError(f"{path}: missing (only attention heads record it)")
     try:
         with np.load(path, allow_pickle=False) as npz:
+            old = renamed_column(npz.files, "array")
+            if old:
+                raise RunStoreError(f"{path}: {old}")
             missing = [k for k in ATTENTION_ARRAYS if k not in npz.files]
             if missing:
                 raise RunStoreError(f"{path}: missing array(s) {', '.join(missing)}")
@@ -502,7 +539,7 @@ def read_attention(run_dir: str | Path) -> dict[str, np.ndarray]:
     if mel.ndim != 3:
         raise RunStoreError(f"{path}: field 'logmel' must be (N, T, F), got {mel.shape}")
     n = att.shape[0]
-    for key in ("logmel", "filename", "device", "scene_label", "predicted"):
+    for key in ("logmel", "filename", "source", "scene_label", "predicted"):
         if arrays[key].ndim < 1 or len(arrays[key]) != n:
             rows = len(arrays[key]) if arrays[key].ndim else 0
             raise RunStoreError(f"{path}: field {key!r} has {rows} rows, 'attention' has {n}")
@@ -515,15 +552,15 @@ def read_attention(run_dir: str | Path) -> dict[str, np.ndarray]:
         "attention": att.astype(np.float32, copy=False),
         "logmel": mel.astype(np.float32, copy=False),
     }
-    for key in ("filename", "device", "scene_label", "predicted"):
+    for key in ("filename", "source", "scene_label", "predicted"):
         out[key] = arrays[key].astype(str)
     for key in ("scene_label", "predicted"):
         bad = sorted(set(out[key]) - set(SCENES))
         if bad:
             raise RunStoreError(f"{path}: field {key!r} holds unknown scene(s) {bad}")
-    bad = sorted(set(out["device"]) - set(DEVICES))
+    bad = sorted(set(out["source"]) - set(DEVICES))
     if bad:
-        raise RunStoreError(f"{path}: field 'device' holds unknown device(s) {bad}")
+        raise RunStoreError(f"{path}: field 'source' holds unknown source(s) {bad}")
     return out
 
 

@@ -240,19 +240,20 @@ def read_predictions(run_dir: str | Path) -> pd.DataFrame:
 
 
 def pair_predictions(p1: pd.DataFrame, p2: pd.DataFrame, name1: str | Path, name2: str | Path,
-                     device: str | None = None) -> pd.DataFrame:
+                     source: str | None = None) -> pd.DataFrame:
     """Two runs' predictions side by side (suffixes ``_1``/``_2``), clip by clip.
 
-    Restricted to ``device`` when given. The two runs must cover exactly the same clips
-    there, recorded on the same device with the same label: a paired test on the clips
-    that happen to be in both would quietly test a subset.
+    Restricted to ``source`` (a recording device, a/b/c) when given. The two runs must
+    cover exactly the same clips there, recorded on the same source with the same
+    label: a paired test on the clips that happen to be in both would quietly test a
+    subset.
     """
     where = ""
-    if device is not None:
-        if device not in DEVICES:
-            raise CaaError(f"device must be one of {DEVICES}, got {device!r}")
-        p1, p2 = p1[p1["device"] == device], p2[p2["device"] == device]
-        where = f" on device {device}"
+    if source is not None:
+        if source not in DEVICES:
+            raise CaaError(f"source must be one of {DEVICES}, got {source!r}")
+        p1, p2 = p1[p1["source"] == source], p2[p2["source"] == source]
+        where = f" on source {source}"
     s1, s2 = set(p1["filename"]), set(p2["filename"])
     if not s1 & s2:
         raise CaaError(f"{name1} and {name2} share no evaluate clips{where}")
@@ -264,7 +265,7 @@ def pair_predictions(p1: pd.DataFrame, p2: pd.DataFrame, name1: str | Path, name
                        f"(e.g. {example!r}); compare runs evaluated on the same clips "
                        "(a single-device run: on its own device)")
     merged = p1.merge(p2, on="filename", suffixes=("_1", "_2"), validate="one_to_one")
-    for col, what in (("device", "device"), ("scene_label", "label")):
+    for col, what in (("source", "source"), ("scene_label", "label")):
         bad = merged[f"{col}_1"] != merged[f"{col}_2"]
         if bad.any():
             raise CaaError(f"{name1} and {name2} disagree on the {what} of "
@@ -273,19 +274,19 @@ def pair_predictions(p1: pd.DataFrame, p2: pd.DataFrame, name1: str | Path, name
 
 
 def paired_runs_test(
-    run_dir1: str | Path, run_dir2: str | Path, device: str | None = None,
+    run_dir1: str | Path, run_dir2: str | Path, source: str | None = None,
     alternative: str = "two-sided",
 ) -> McNemarResult:
-    """McNemar's exact test on two finished runs' predictions (optionally one device).
+    """McNemar's exact test on two finished runs' predictions (optionally one source).
 
     Both predictions files must be complete (:func:`caalib.rundir.read_predictions`) and
     cover the same clips (:func:`pair_predictions`): a single-device run only covers its
-    own device, so compare it to another run on that device (``device=``).
+    own source, so compare it to another run on that source (``source=``).
     """
     for run_dir in (run_dir1, run_dir2):
         rundir.check_run(run_dir)
     p1, p2 = read_predictions(run_dir1), read_predictions(run_dir2)
-    merged = pair_predictions(p1, p2, run_dir1, run_dir2, device)
+    merged = pair_predictions(p1, p2, run_dir1, run_dir2, source)
     return mcnemar_exact(merged["correct_1"].to_numpy(), merged["correct_2"].to_numpy(),
                          alternative=alternative)
 
@@ -304,13 +305,13 @@ STRATEGY_TEST_COLUMNS: tuple[str, ...] = (
     "model", "topology", "pooling", "run1", "run2", "strategy1", "strategy2", "test",
     "device", "acc1", "acc2", "n", "b", "c", "z", "p", "alternative")
 BOOTSTRAP_COLUMNS: tuple[str, ...] = (
-    "run", "topology", "pooling", "strategy", "train_device", "cond_layer", "device",
+    "run", "topology", "pooling", "strategy", "train_source", "cond_layer", "device",
     "accuracy", "ci_low", "ci_high", "n_clips")
 
 
 def _avg(sel: pd.DataFrame, strategy: str) -> float:
     if strategy == "single":  # three runs, each on its own device (Table II's row)
-        vals = [sel.loc[sel["train_device"] == d, f"acc_{d}"] for d in DEVICES]
+        vals = [sel.loc[sel["train_source"] == d, f"acc_{d}"] for d in DEVICES]
         vals = [float(v.iloc[0]) for v in vals if len(v)]
         return float(np.mean(vals)) if len(vals) == len(DEVICES) else float("nan")
     return float(sel["acc_avg"].iloc[0])
@@ -352,7 +353,7 @@ def strategy_tests(runs: pd.DataFrame, dataset: str = "dcase2018") -> pd.DataFra
                              "acc2": a2, "n": n, "z": z.z, "p": z.p, "alternative": "greater"})
             p1 = read_predictions(r1["path"].iloc[0]) if s1 != "single" else None
             preds2 = {d: read_predictions(p) for d, p in
-                      zip(r2["train_device"], r2["path"], strict=True)} if s2 == "single" else {
+                      zip(r2["train_source"], r2["path"], strict=True)} if s2 == "single" else {
                       None: read_predictions(r2["path"].iloc[0])}
             if p1 is None:
                 continue
@@ -360,11 +361,11 @@ def strategy_tests(runs: pd.DataFrame, dataset: str = "dcase2018") -> pd.DataFra
             name1 = r1["name"].iloc[0]
             for key, p2 in preds2.items():
                 name2 = (r2["name"].iloc[0] if key is None
-                         else r2.loc[r2["train_device"] == key, "name"].iloc[0])
-                m = pair_predictions(p1, p2, name1, name2, device=key)  # same clips
+                         else r2.loc[r2["train_source"] == key, "name"].iloc[0])
+                m = pair_predictions(p1, p2, name1, name2, source=key)  # same clips
                 merged_all.append(m)
                 for dev in DEVICES if key is None else (key,):
-                    md = m[m["device_1"] == dev]
+                    md = m[m["source_1"] == dev]
                     if md.empty:
                         continue
                     mc = mcnemar_exact(md["correct_1"], md["correct_2"], "two-sided")
@@ -374,7 +375,7 @@ def strategy_tests(runs: pd.DataFrame, dataset: str = "dcase2018") -> pd.DataFra
                                  "acc2": float(md["correct_2"].mean()), "n": len(md),
                                  "b": mc.b, "c": mc.c, "p": mc.p, "alternative": "two-sided"})
             m = pd.concat(merged_all, ignore_index=True)
-            if set(m["device_1"]) == set(DEVICES) and s2 != "single":
+            if set(m["source_1"]) == set(DEVICES) and s2 != "single":
                 mc = mcnemar_exact(m["correct_1"], m["correct_2"], "two-sided")
                 rows.append({**base, "run1": name1, "run2": r2["name"].iloc[0],
                              "test": "McNemar (exact)", "device": "all",
@@ -395,13 +396,13 @@ def bootstrap_runs(runs: pd.DataFrame, n_resamples: int = 1000, seed: int = 0,
     rows = []
     for run in runs.itertuples(index=False):
         pred = read_predictions(run.path)
-        key = run.train_device if run.strategy == "single" and run.train_device else "avg"
+        key = run.train_source if run.strategy == "single" and run.train_source else "avg"
         ci = bootstrap_macro_accuracy(
             pred["scene_label"].map(SCENE_INDEX), pred["predicted"].map(SCENE_INDEX),
-            pred["device"], key=key, n_resamples=n_resamples, seed=seed,
+            pred["source"], key=key, n_resamples=n_resamples, seed=seed,
             confidence_level=confidence_level)
         rows.append({"run": run.name, "topology": run.topology, "pooling": run.pooling,
-                     "strategy": run.strategy, "train_device": run.train_device,
+                     "strategy": run.strategy, "train_source": run.train_source,
                      "cond_layer": run.cond_layer, "device": key, "accuracy": ci.estimate,
                      "ci_low": ci.low, "ci_high": ci.high, "n_clips": len(pred)})
     return pd.DataFrame(rows, columns=list(BOOTSTRAP_COLUMNS))

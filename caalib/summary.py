@@ -4,8 +4,8 @@ MACs (multiply-accumulates) are counted analytically from the layer shapes for o
 clip: every convolution (5x5 backbone and CNN-d convs, the attention head's 1x1 convs)
 and linear layer. BatchNorm, ReLU, pooling and the attention normalisation are
 elementwise and left out (well under 1 % here). The device conditioning is counted as
-implemented: a (n_devices x C) matrix-vector product per clip; the literal Eq. 1 (a 1x1
-convolution over the expanded one-hot) would cost n_devices * C * T * F, reported as
+implemented: a (n_sources x C) matrix-vector product per clip; the literal Eq. 1 (a 1x1
+convolution over the expanded one-hot) would cost n_sources * C * T * F, reported as
 ``cond_literal_macs``. ``training_flops_per_sample`` = 3 x (2 x forward MACs): a
 backward pass costs about twice the forward one, and one MAC is two FLOPs.
 """
@@ -155,9 +155,9 @@ def model_summary(model: CAANet | Mapping[str, Any], n_frames: int | None = None
     cond_macs = cond_literal = 0
     if model.conditioning is not None:
         c = model.conditioning.channels
-        cond_macs = model.n_devices * c
+        cond_macs = model.n_sources * c
         t, f = in_sizes[model.cond_layer - 1]
-        cond_literal = model.n_devices * c * t * f
+        cond_literal = model.n_sources * c * t * f
     dev_macs = 0
     if model.device_cnn is not None:
         t, f, d_in = n_frames, n_mels, 1

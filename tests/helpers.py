@@ -18,7 +18,7 @@ from caalib.constants import DEVICES, SCENES
 
 
 def metrics_by_counting(pred: pd.DataFrame) -> dict:
-    """metrics.json's metric fields for a predictions frame (columns device, scene_label,
+    """metrics.json's metric fields for a predictions frame (columns source, scene_label,
     predicted), counted independently of :mod:`caalib.metrics`.
 
     Per device with clips: the confusion counts (pandas crosstab), the fraction right
@@ -27,7 +27,7 @@ def metrics_by_counting(pred: pd.DataFrame) -> dict:
     """
     out: dict = {"accuracy": {}, "classwise": {}, "confusion": {}, "n_eval": {}}
     for dev in DEVICES:
-        on = pred[pred["device"] == dev]
+        on = pred[pred["source"] == dev]
         if on.empty:
             continue
         counts = pd.crosstab(on["scene_label"], on["predicted"])
@@ -52,7 +52,7 @@ def make_run(
     pooling: str = "att",
     strategy: str = "teacher_forcing",
     cond_layer: int | None = 4,
-    train_device: str | None = None,
+    train_source: str | None = None,
     profile: str = "tiny",
     seed: int = 0,
     acc: dict[str, float] | None = None,
@@ -67,15 +67,15 @@ def make_run(
     right, so choose accuracies that are multiples of 1/n_per_class. Wrong clips are
     predicted as the next scene. Returns the run directory.
     """
-    devices = [train_device] if strategy == "single" else list(DEVICES)
+    devices = [train_source] if strategy == "single" else list(DEVICES)
     acc = acc or {d: 0.5 for d in devices}
     name = f"{dataset}-{topology}-{pooling.replace('+', '_')}-{strategy}"
-    name += f"-{train_device}" if train_device else ""
+    name += f"-{train_source}" if train_source else ""
     name += f"-L{cond_layer}" if cond_layer else ""
     run = root / f"{name}-{profile}-s{seed}"
     run.mkdir(parents=True)
     config = {"dataset": dataset, "topology": topology, "pooling": pooling,
-              "strategy": strategy, "cond_layer": cond_layer, "train_device": train_device,
+              "strategy": strategy, "cond_layer": cond_layer, "train_source": train_source,
               "profile": profile, "seed": seed}
     (run / "config.json").write_text(json.dumps(config))
     rows = []
@@ -84,7 +84,7 @@ def make_run(
         for s, scene in enumerate(SCENES):
             for i in range(n_per_class):
                 pred = scene if i < k else SCENES[(s + 1) % len(SCENES)]
-                rows.append({"filename": f"audio/{scene}-city-{i}-0-{dev}.wav", "device": dev,
+                rows.append({"filename": f"audio/{scene}-city-{i}-0-{dev}.wav", "source": dev,
                              "scene_label": scene, "predicted": pred})
     pred = pd.DataFrame(rows)
     for s in SCENES:
@@ -111,7 +111,7 @@ def make_run(
                  logmel=rng.standard_normal((n, 16, 8)).astype(np.float32),
                  filename=np.array([f"audio/{s}-x-0-0-{d}.wav" for d in devices
                                     for s in SCENES]),
-                 device=np.array([d for d in devices for _ in SCENES]),
+                 source=np.array([d for d in devices for _ in SCENES]),
                  scene_label=np.array([s for _ in devices for s in SCENES]),
                  predicted=np.array([s for _ in devices for s in SCENES]))
     if done:
@@ -143,13 +143,13 @@ def craft_attention_run(
         attention=att,
         logmel=rng.normal(size=(n, frames, mels)).astype(np.float32),
         filename=np.array([f"audio/{s}-city-1-{i}-{d}.wav" for i, (s, d) in enumerate(rows)]),
-        device=np.array([d for _, d in rows]),
+        source=np.array([d for _, d in rows]),
         scene_label=np.array([s for s, _ in rows]),
         predicted=np.array([s if d != "c" else "tram" for s, d in rows]),
     )
     (run / "config.json").write_text(json.dumps({
         "dataset": "dcase2018", "topology": topology, "pooling": "att",
-        "strategy": strategy, "cond_layer": cond_layer, "train_device": None,
+        "strategy": strategy, "cond_layer": cond_layer, "train_source": None,
         "profile": "tiny", "seed": 0,
     }))
     (run / "metrics.json").write_text("{}")  # not read by the browser

@@ -136,7 +136,7 @@ def test_voila_heatmap_changes_with_scene_and_device(tmp_path: Path) -> None:
                 assert "Airport" in info.inner_text()
 
                 for selector, label, expect in ((".caa-scene select", "Bus", "Bus"),
-                                                (".caa-device select", "C", "Tram")):
+                                                (".caa-source select", "C", "Tram")):
                     page.select_option(selector, label=label)
                     page.wait_for_function(
                         "prev => { const i = document.querySelector('img.caa-image');"

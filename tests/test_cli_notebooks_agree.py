@@ -67,7 +67,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
         make_run(root, strategy="teacher_forcing", cond_layer=layer, history=True,
                  acc={"a": 0.5, "b": 0.5, "c": 0.25}, attention=True)
     for dev, a in zip(DEVICES, (0.75, 0.5, 0.25), strict=True):
-        make_run(root, strategy="single", cond_layer=None, train_device=dev, acc={dev: a},
+        make_run(root, strategy="single", cond_layer=None, train_source=dev, acc={dev: a},
                  history=True)
     make_run(root, topology="pool", pooling="max", strategy="teacher_forcing", cond_layer=2,
              acc={"a": 1.0, "b": 0.75, "c": 0.75}, history=True)

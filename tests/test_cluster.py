@@ -22,7 +22,7 @@ import pytest
 from caalib.training import TrainConfig, run_sweep
 
 FAST = dict(topology="pool", pooling="att", iterations=20, eval_every=10, checkpoint_every=10,
-            device="cpu")
+            accelerator="cpu")
 
 
 def tiny(**overrides) -> TrainConfig:
@@ -33,8 +33,8 @@ def tiny(**overrides) -> TrainConfig:
 #: checkpoint and its end.
 LONG = tiny(strategy="joint", iterations=60)
 CONFIGS = [
-    tiny(strategy="single", train_device="a"),
-    tiny(strategy="single", train_device="b"),
+    tiny(strategy="single", train_source="a"),
+    tiny(strategy="single", train_source="b"),
     tiny(strategy="teacher_forcing", cond_layer=3),
     LONG,
 ]

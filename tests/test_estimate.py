@@ -9,7 +9,7 @@ from caalib.training.estimate import evaluations, floor
 
 
 def test_evaluation_counts_follow_the_schedule():
-    mt = TrainConfig.from_profile("paper", strategy="multi_task", cond_layer=4, device="cpu")
+    mt = TrainConfig.from_profile("paper", strategy="multi_task", cond_layer=4, accelerator="cpu")
     assert evaluations(mt) == 150  # the released λ reads every 100th iteration
     joint = mt.replace(strategy="joint", cond_layer=None)
     assert evaluations(joint) == 10  # every 1,500 iterations, the last one included
@@ -21,7 +21,7 @@ def test_evaluation_counts_follow_the_schedule():
 def test_floor_of_the_paper_run_matches_the_study_notes():
     """Study notes section 6: ~89 GMAC forward per 10 s clip, ~0.53 TFLOP per training
     sample, ~1.3e17 FLOP for one 15,000 x 16 run."""
-    cfg = TrainConfig.from_profile("paper", strategy="multi_task", cond_layer=4, device="cpu")
+    cfg = TrainConfig.from_profile("paper", strategy="multi_task", cond_layer=4, accelerator="cpu")
     f = floor([cfg], n_eval_clips=2878)
     assert f.train_flops == pytest.approx(1.3e17, rel=0.02)
     # 150 evaluations of 2,878 clips at 2 x 89.4 GMAC each

@@ -68,7 +68,7 @@ def test_fig7(runs_dir: Path, tmp_path: Path) -> None:
     data = _check(fig7(run, tmp_path))
     assert len(data) == 30  # 3 devices x 10 scenes
     with np.load(run / "attention.npz") as z:
-        k = int(np.flatnonzero((z["device"] == "b") & (z["scene_label"] == "park"))[0])
+        k = int(np.flatnonzero((z["source"] == "b") & (z["scene_label"] == "park"))[0])
         expected = z["attention"][k, 4]  # park is scene index 4
     row = data[(data.device == "b") & (data.scene == "park")].iloc[0]
     assert row["max"] == pytest.approx(float(expected.max()), rel=1e-6)

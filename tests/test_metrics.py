@@ -193,7 +193,7 @@ def test_fixture_metrics_writer_matches_sklearn() -> None:
     trust it, so it is checked here against scikit-learn (not against caalib.metrics)."""
     y, pred, dev = _random_case(30, 400)
     dev[dev == "b"] = "a"  # one device absent
-    frame = pd.DataFrame({"device": dev, "scene_label": np.array(SCENES)[y],
+    frame = pd.DataFrame({"source": dev, "scene_label": np.array(SCENES)[y],
                           "predicted": np.array(SCENES)[pred]})
     m = metrics_by_counting(frame)
     assert sorted(m["accuracy"]) == ["a", "avg", "c"]

@@ -62,7 +62,7 @@ def test_every_combination_runs_forward_and_backward(topology, pooling, strategy
     model = _build(topology, pooling, strategy, layer, width=W_SWEEP, size=S_SWEEP)
     x = torch.randn(2, S_SWEEP, S_SWEEP)
     devices = torch.tensor([0, 2])
-    out = model(x, device=devices if strategy == "teacher_forcing" else None)
+    out = model(x, source=devices if strategy == "teacher_forcing" else None)
 
     assert out.scene.shape == (2, 10) and out.scene.dtype == torch.float32
     assert torch.isfinite(out.scene).all()
@@ -75,15 +75,15 @@ def test_every_combination_runs_forward_and_backward(topology, pooling, strategy
         assert out.attention is None
         torch.testing.assert_close(out.scene.logsumexp(dim=1), torch.zeros(2))
     if strategy == "multi_task":
-        assert out.device.shape == (2, 3)
-        torch.testing.assert_close(out.device.exp().sum(dim=1), torch.ones(2))
+        assert out.source.shape == (2, 3)
+        torch.testing.assert_close(out.source.exp().sum(dim=1), torch.ones(2))
     else:
-        assert out.device is None
+        assert out.source is None
     assert (model.conditioning is not None) == (strategy in CONDITIONED_STRATEGIES)
 
     loss = F.nll_loss(out.scene, torch.tensor([1, 7]))
-    if out.device is not None:
-        loss = loss + F.nll_loss(out.device, devices)
+    if out.source is not None:
+        loss = loss + F.nll_loss(out.source, devices)
     loss.backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None]
     assert not missing, missing
@@ -126,21 +126,36 @@ def test_teacher_forcing_output_depends_on_the_given_device():
     with torch.no_grad():
         model.conditioning.conv.weight.normal_(0, 1.0)
     x = torch.randn(2, T, F_)
-    a = model(x, device=torch.tensor([0, 0])).scene
-    b = model(x, device=torch.tensor([1, 2])).scene
+    a = model(x, source=torch.tensor([0, 0])).scene
+    b = model(x, source=torch.tensor([1, 2])).scene
     assert not torch.allclose(a, b, atol=1e-5)
     onehot = torch.eye(3)[[1, 2]]
-    torch.testing.assert_close(model(x, device=onehot).scene, b)
+    torch.testing.assert_close(model(x, source=onehot).scene, b)
 
 
-def test_teacher_forcing_without_device_is_a_clear_error():
+def test_teacher_forcing_without_source_is_a_clear_error():
     model = _build("nopool", "max", "teacher_forcing", 1)
-    with pytest.raises(ValueError, match="true device"):
+    with pytest.raises(ValueError, match="true source"):
         model(torch.randn(2, T, F_))
     with pytest.raises(ValueError, match=r"\[0, 2\]"):
-        model(torch.randn(2, T, F_), device=torch.tensor([0, 3]))
+        model(torch.randn(2, T, F_), source=torch.tensor([0, 3]))
     with pytest.raises(ValueError, match="integer indices"):
-        model(torch.randn(2, T, F_), device=torch.tensor([0, 1, 2]))
+        model(torch.randn(2, T, F_), source=torch.tensor([0, 1, 2]))
+
+
+def test_forward_device_keyword_is_a_deprecated_alias_of_source():
+    """``forward(x, device=...)`` (recording-device indices) warns and equals ``source=``."""
+    model = _build("atrous", "att", "teacher_forcing", 2).eval()
+    with torch.no_grad():
+        model.conditioning.conv.weight.normal_(0, 1.0)
+    x, idx = torch.randn(2, T, F_), torch.tensor([0, 2])
+    with torch.no_grad():
+        new = model(x, source=idx)
+        with pytest.warns(DeprecationWarning, match="use forward\\(x, source=...\\)"):
+            old = model(x, device=idx)
+    torch.testing.assert_close(old.scene, new.scene)
+    with pytest.raises(TypeError, match="both source= and"):
+        model(x, source=idx, device=idx)
 
 
 def test_scene_loss_sends_no_gradient_into_the_device_cnn():
@@ -179,7 +194,7 @@ def test_model_with_conditioning_equals_the_literal_formulation(topology, layer)
             y = y + model.conditioning.literal(onehot, tuple(y.shape[2:]))
         h = block.pool(F.relu(block.bn(y)))
     expected = F.log_softmax(model.head.fc(h.mean(dim=(2, 3))), dim=-1)
-    torch.testing.assert_close(model(x, device=devices).scene, expected)
+    torch.testing.assert_close(model(x, source=devices).scene, expected)
 
 
 @pytest.mark.parametrize("kwargs,message", [
@@ -276,4 +291,4 @@ def test_autocast_bf16_and_channels_last():
     assert low.scene.dtype == torch.float32 and torch.isfinite(low.scene).all()
     torch.testing.assert_close(low.scene, ref.scene, atol=0.1, rtol=0.05)
     torch.testing.assert_close(cl.scene, ref.scene, atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(cl.device, ref.device, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(cl.source, ref.source, atol=1e-4, rtol=1e-4)

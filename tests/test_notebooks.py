@@ -141,17 +141,17 @@ def test_device_mean_spectrum_and_shift() -> None:
 
 
 def _craft_run(root: Path, strategy: str, correct: np.ndarray, files: list[str],
-               devices: list[str], labels: list[str], train_device: str | None = None,
+               devices: list[str], labels: list[str], train_source: str | None = None,
                cond_layer: int | None = None, seed: int = 0) -> Path:
-    name = "-".join(p for p in ("dcase2018-atrous-att", strategy, train_device or "",
+    name = "-".join(p for p in ("dcase2018-atrous-att", strategy, train_source or "",
                                 f"L{cond_layer}" if cond_layer else "", "tiny", f"s{seed}") if p)
     run = root / "runs" / name
     run.mkdir(parents=True)
-    keep = [i for i, d in enumerate(devices) if train_device in (None, d)]
+    keep = [i for i, d in enumerate(devices) if train_source in (None, d)]
     pred = [labels[i] if correct[i] else SCENES[(SCENES.index(labels[i]) + 1) % 10]
             for i in keep]
     frame = pd.DataFrame({"filename": [files[i] for i in keep],
-                          "device": [devices[i] for i in keep],
+                          "source": [devices[i] for i in keep],
                           "scene_label": [labels[i] for i in keep], "predicted": pred})
     frame.to_csv(run / "predictions.csv", index=False)
     met = metrics_by_counting(frame)  # counted by the helper, not by caalib.metrics
@@ -159,7 +159,7 @@ def _craft_run(root: Path, strategy: str, correct: np.ndarray, files: list[str],
     (run / "metrics.json").write_text(json.dumps(met))
     (run / "config.json").write_text(json.dumps({
         "dataset": "dcase2018", "topology": "atrous", "pooling": "att", "strategy": strategy,
-        "cond_layer": cond_layer, "train_device": train_device, "profile": "tiny", "seed": seed}))
+        "cond_layer": cond_layer, "train_source": train_source, "profile": "tiny", "seed": seed}))
     (run / "DONE").write_text("")
     return run
 
@@ -179,7 +179,7 @@ def crafted_runs(tmp_path: Path) -> Path:
     _craft_run(tmp_path, "multi_task", mt, files, devices, labels, cond_layer=2)
     _craft_run(tmp_path, "joint", joint, files, devices, labels)
     for d in DEVICES:
-        _craft_run(tmp_path, "single", rng.random(n) < 0.5, files, devices, labels, train_device=d)
+        _craft_run(tmp_path, "single", rng.random(n) < 0.5, files, devices, labels, train_source=d)
     return tmp_path
 
 
@@ -189,7 +189,7 @@ def test_strategy_tests_on_crafted_runs(crafted_runs: Path) -> None:
     runs = load_runs(crafted_runs)
     picked = pick_runs(runs, "atrous", "att", "multi_task")
     assert list(picked["cond_layer"]) == [4]  # the paper's best layer for atrous + att
-    assert list(pick_runs(runs, "atrous", "att", "single")["train_device"]) == ["a", "b", "c"]
+    assert list(pick_runs(runs, "atrous", "att", "single")["train_source"]) == ["a", "b", "c"]
     tests = strategy_tests(runs)
     pairs = set(zip(tests["strategy1"], tests["strategy2"], strict=True))
     assert pairs == {("multi_task", "single"), ("multi_task", "joint")}  # no teacher forcing
@@ -198,7 +198,7 @@ def test_strategy_tests_on_crafted_runs(crafted_runs: Path) -> None:
     assert vs_joint["p"] == pytest.approx(2 * 0.5**6)
     z = tests[tests["test"].str.startswith("z") & (tests["strategy2"] == "single")].iloc[0]
     single_avg = runs[runs["strategy"] == "single"].apply(
-        lambda r: r[f"acc_{r['train_device']}"], axis=1).mean()
+        lambda r: r[f"acc_{r['train_source']}"], axis=1).mean()
     assert z["acc2"] == pytest.approx(single_avg) and z["n"] == 60
     per_dev = tests[(tests["strategy2"] == "single") & tests["test"].str.startswith("McNemar")]
     assert sorted(per_dev["device"]) == ["a", "b", "c"] and set(per_dev["n"]) == {20}
@@ -214,7 +214,7 @@ def test_bootstrap_runs_and_headline_run(crafted_runs: Path) -> None:
     assert (boot["ci_low"] <= boot["accuracy"] + 1e-9).all()
     assert (boot["accuracy"] <= boot["ci_high"] + 1e-9).all()
     single = boot[boot["strategy"] == "single"]
-    assert list(single["device"]) == list(single["train_device"])
+    assert list(single["device"]) == list(single["train_source"])
     head = headline_run(runs)
     assert head.row["strategy"] == "multi_task" and head.row["cond_layer"] == 4
     assert "paper's CAA-Net" in head.reason

@@ -12,8 +12,8 @@ from caalib.training.numerics import check_fast_numerics, compare_runs, syntheti
 
 def _config(strategy: str = "multi_task", cond_layer: int | None = 4) -> TrainConfig:
     return TrainConfig.from_profile(
-        "tiny", strategy=strategy, cond_layer=cond_layer, device="cpu",
-        train_device="a" if strategy == "single" else None)
+        "tiny", strategy=strategy, cond_layer=cond_layer, accelerator="cpu",
+        train_source="a" if strategy == "single" else None)
 
 
 def test_bf16_on_cpu_stays_close_to_fp32() -> None:
@@ -57,7 +57,7 @@ def test_synthetic_data_is_an_engine_run_data() -> None:
     data = synthetic_data(24, frames=16, mels=8, batch=4, steps=5, seed=3)
     assert data.x.shape == (24, 16, 8) and data.x.dtype == np.float32
     assert data.order.shape == (5, 4) and data.order.max() < 24
-    assert set(data.scene) == set(range(10)) and set(data.device) == {0, 1, 2}
+    assert set(data.scene) == set(range(10)) and set(data.source) == {0, 1, 2}
     again = synthetic_data(24, frames=16, mels=8, batch=4, steps=5, seed=3)
     assert np.array_equal(data.x, again.x) and np.array_equal(data.order, again.order)
     run = data.run_data()

@@ -57,7 +57,7 @@ def _tamper(root: Path, name: str) -> None:
 
 # ------------------------------------------------------------------ determinism contract
 def test_cpu_threads_is_part_of_the_identity():
-    one, two = tiny(device="cpu"), tiny(device="cpu", cpu_threads=2)
+    one, two = tiny(accelerator="cpu"), tiny(accelerator="cpu", cpu_threads=2)
     assert one.cpu_threads == 1 and one.differences(two) == ["cpu_threads"]
     assert two.run_name == one.run_name + "-cpu2"
     with pytest.raises(ConfigError, match="cpu_threads"):

@@ -147,7 +147,7 @@ def test_finding5_truncated_predictions_refused(pair, capsys) -> None:
     lines = path.read_text().splitlines()
     path.write_text("\n".join(lines[:18]) + "\n")  # header + 17 of 150 clips
     with pytest.raises(RunStoreError, match=r"predictions.csv: does not match n_eval .*"
-                                            r"device a: 17 rows for 50 clips"):
+                                            r"source a: 17 rows for 50 clips"):
         paired_runs_test(r1, r2)
 
     from caalib.cli import main
@@ -175,8 +175,8 @@ def test_finding5_partial_last_line(pair) -> None:
      "line 9: score_bus = 'inf' is not a finite number"),
     (lambda df: df.assign(score_bus=df["score_bus"].where(df.index != 7, np.nan)),
      "line 9: score_bus = '' is not a finite number"),
-    (lambda df: df.assign(device=df["device"].where(df.index != 0, "d")),
-     "line 2: unknown device 'd'"),
+    (lambda df: df.assign(source=df["source"].where(df.index != 0, "d")),
+     "line 2: unknown source 'd'"),
 ])
 def test_finding5_malformed_predictions(pair, damage, message) -> None:
     r1, r2 = pair
@@ -190,7 +190,7 @@ def test_finding5_predictions_of_another_run(pair) -> None:
     r1, r2 = pair
     shutil.copy(r1 / "predictions.csv", r2 / "predictions.csv")  # same clips, other run
     # r1's rows give device a 1.0 (5 of 5 per scene), r2's metrics record 0.6.
-    with pytest.raises(RunStoreError, match=r"gives accuracy 1.000000 on device a, .* "
+    with pytest.raises(RunStoreError, match=r"gives accuracy 1.000000 on source a, .* "
                                             r"records 0.600000"):
         paired_runs_test(r1, r2)
 
@@ -203,10 +203,10 @@ def test_finding5_runs_must_cover_the_same_clips(tmp_path: Path) -> None:
                                        "0 only in the second"):
         paired_runs_test(r1, r2)
     single = make_run(tmp_path / "runs", seed=2, n_per_class=5, strategy="single",
-                      cond_layer=None, train_device="b", acc={"b": 0.6})
+                      cond_layer=None, train_source="b", acc={"b": 0.6})
     with pytest.raises(CaaError, match="100 only in the first"):  # a and c clips of r1
         paired_runs_test(r1, single)
-    on_b = paired_runs_test(r1, single, device="b")  # r1 b: 0.5 -> 2 or 3 of 5 right
+    on_b = paired_runs_test(r1, single, source="b")  # r1 b: 0.5 -> 2 or 3 of 5 right
     # r1 gets round(0.5 * 5) = 2 right per scene on b, single gets 3: b = 0, c = 10
     assert (on_b.b, on_b.c, on_b.n) == (0, 10, 50)
 
@@ -371,9 +371,9 @@ def test_seeds_of_different_variants_are_flagged(results: Path) -> None:
 def _configs():
     from caalib.training.config import TrainConfig
 
-    plain = {"device": "cpu", "precision": "fp32", "tf32": False}
+    plain = {"accelerator": "cpu", "precision": "fp32", "tf32": False}
     specs = [
-        dict(strategy="single", train_device="a"),
+        dict(strategy="single", train_source="a"),
         dict(strategy="joint", topology="pool", pooling="flatten"),
         dict(strategy="teacher_forcing", cond_layer=2, pooling="roi+att"),
         dict(strategy="multi_task", cond_layer=4, dataset="dcase2019", seed=3),
@@ -382,7 +382,7 @@ def _configs():
         dict(strategy="multi_task", cond_layer=3, lambda_mode="learned", attention="paper",
              resampler="soxr_hq", precision="bf16", tf32=True),
         dict(strategy="joint", precision="bf16", tf32=False),
-        dict(strategy="single", train_device="c", tf32=True),
+        dict(strategy="single", train_source="c", tf32=True),
         dict(strategy="joint", pooling="max", cpu_threads=4),
     ]
     for i, spec in enumerate(specs):
@@ -399,17 +399,17 @@ def test_expected_run_name_matches_training() -> None:
     by_hand = {
         "dcase2018-atrous-roi_att-teacher_forcing-L2-demo-s0": dict(
             strategy="teacher_forcing", topology="atrous", pooling="roi+att", cond_layer=2,
-            train_device=None, profile="demo"),
+            train_source=None, profile="demo"),
         "dcase2019-pool-max-single-b-tiny-s7-lr_paper-rs_soxr_hq-bf16_notf32": dict(
             strategy="single", topology="pool", pooling="max", cond_layer=None,
-            train_device="b", dataset="dcase2019", profile="tiny", seed=7, lr_decay="paper",
+            train_source="b", dataset="dcase2019", profile="tiny", seed=7, lr_decay="paper",
             resampler="soxr_hq", precision="bf16", tf32=False),
         "dcase2018-nopool-att-multi_task-L1-paper-s0-lambda_clean-att_paper-tf32": dict(
             strategy="multi_task", topology="nopool", pooling="att", cond_layer=1,
-            train_device=None, lambda_mode="clean", attention="paper", tf32=True),
+            train_source=None, lambda_mode="clean", attention="paper", tf32=True),
         "dcase2018-atrous-max-joint-paper-s1-cpu8": dict(
             strategy="joint", topology="atrous", pooling="max", cond_layer=None,
-            train_device=None, seed=1, cpu_threads=8),
+            train_source=None, seed=1, cpu_threads=8),
     }
     for name, spec in by_hand.items():
         cfg = {"dataset": "dcase2018", "profile": "paper", "seed": 0, **spec}
@@ -422,8 +422,9 @@ def test_run_identity() -> None:
     cfg = next(_configs())
     d = cfg.to_dict()
     assert rundir.run_identity(d) == cfg.identity()
-    assert not set(rundir.run_identity(d)) & {"device", "fast", "compile", "checkpoint_every"}
-    other_machine = {**d, "device": "cuda", "fast": False, "checkpoint_every": 7}
+    assert not set(rundir.run_identity(d)) & {"accelerator", "fast", "compile",
+                                              "checkpoint_every"}
+    other_machine = {**d, "accelerator": "cuda", "fast": False, "checkpoint_every": 7}
     assert rundir.run_identity(other_machine) == rundir.run_identity(d)
     extra = {**d, "data_fingerprint": "abc", "cpu_threads": 4, "future_field": 1}
     assert rundir.identity_differences(d, extra) == ["cpu_threads", "future_field"]
@@ -439,6 +440,7 @@ def test_vocabulary_agrees_with_training() -> None:
     from caalib.training import config as tc
 
     assert rundir.EXECUTION_FIELDS == tc.EXECUTION_FIELDS
+    assert rundir.RENAMED_CONFIG_FIELDS == tc.RENAMED_FIELDS
     assert rundir.PROFILES == tc.PROFILES_NAMES
     from caalib.training import runstore
 
@@ -470,7 +472,7 @@ def test_rundir_imports_neither_training_nor_results() -> None:
     ({"pooling": "flatten"}, "field pooling: 'flatten' is not a pooling of topology 'atrous'"),
     ({"cond_layer": None}, "field cond_layer: required for strategy 'teacher_forcing'"),
     ({"cond_layer": 5}, "field cond_layer: 5 is not one of 1, 2, 3, 4"),
-    ({"train_device": "a"}, "train_device = 'a' is not null"),
+    ({"train_source": "a"}, "train_source = 'a' is not null"),
     ({"profile": "huge"}, "profile = 'huge'"),
     ({"dataset": "dcase2020"}, "dataset = 'dcase2020'"),
     ({"tf32": "yes"}, "tf32 = 'yes'"),
@@ -528,9 +530,9 @@ def test_metrics_checked(tmp_path: Path, edit, message) -> None:
 
 
 def test_single_run_scored_on_its_own_device_only(tmp_path: Path) -> None:
-    run = make_run(tmp_path / "runs", strategy="single", cond_layer=None, train_device="b",
+    run = make_run(tmp_path / "runs", strategy="single", cond_layer=None, train_source="b",
                    acc={"b": 0.5})
-    _edit_json(run / "config.json", train_device="c")
+    _edit_json(run / "config.json", train_source="c")
     run.rename(run.with_name(run.name.replace("-single-b-", "-single-c-")))
     with pytest.raises(RunStoreError, match=r"single-device run on c scored on devices \['b'\]"):
         load_runs(tmp_path)

@@ -117,12 +117,12 @@ def test_paired_runs_test(tmp_path: Path) -> None:
     res = paired_runs_test(r1, r2)
     assert (res.b, res.c, res.n) == (20, 0, 120)
     assert res.p == pytest.approx(2 * 0.5**20)
-    on_b = paired_runs_test(r1, r2, device="b")
+    on_b = paired_runs_test(r1, r2, source="b")
     assert (on_b.b, on_b.c, on_b.p) == (0, 0, 1.0)
-    single = make_run(tmp_path, strategy="single", cond_layer=None, train_device="c",
+    single = make_run(tmp_path, strategy="single", cond_layer=None, train_source="c",
                       acc={"c": 0.5})
-    with pytest.raises(CaaError, match="share no evaluate clips on device a"):
-        paired_runs_test(r1, single, device="a")
+    with pytest.raises(CaaError, match="share no evaluate clips on source a"):
+        paired_runs_test(r1, single, source="a")
     with pytest.raises(CaaError, match="not a finished run"):
         paired_runs_test(tmp_path, r1)
     (r2 / "predictions.csv").unlink()

@@ -15,7 +15,7 @@ from caalib.summary import model_summary
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _hooked_macs(model: nn.Module, x: torch.Tensor, device=None) -> int:
+def _hooked_macs(model: nn.Module, x: torch.Tensor, source=None) -> int:
     """MACs of every Conv2d/Linear actually run, from their output shapes (batch 1)."""
     total = 0
 
@@ -30,7 +30,7 @@ def _hooked_macs(model: nn.Module, x: torch.Tensor, device=None) -> int:
     handles = [m.register_forward_hook(hook) for m in model.modules()
                if isinstance(m, nn.Conv2d | nn.Linear)]
     with torch.no_grad():
-        model(x, device=device)
+        model(x, source=source)
     for h in handles:
         h.remove()
     return total
@@ -46,12 +46,12 @@ def _hooked_macs(model: nn.Module, x: torch.Tensor, device=None) -> int:
 def test_analytic_macs_match_the_layers_that_run(args):
     model = build_model(**args, width=1 / 16, n_frames=64, n_mels=48).eval()
     summary = model_summary(model)
-    device = torch.tensor([1]) if args["strategy"] == "teacher_forcing" else None
-    hooked = _hooked_macs(model, torch.randn(1, 64, 48), device)
+    source = torch.tensor([1]) if args["strategy"] == "teacher_forcing" else None
+    hooked = _hooked_macs(model, torch.randn(1, 64, 48), source)
     # the conditioning shift is a matrix-vector product, not a module call
     assert summary.forward_macs == hooked + summary.macs["conditioning"]
     assert summary.params["total"] == sum(p.numel() for p in model.parameters())
-    maps = model.block_outputs(torch.randn(1, 64, 48), device)
+    maps = model.block_outputs(torch.randn(1, 64, 48), source)
     assert [b.output_size for b in summary.blocks] == [tuple(m.shape[2:]) for m in maps]
     assert [b.channels for b in summary.blocks] == [m.shape[1] for m in maps]
 

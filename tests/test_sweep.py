@@ -36,7 +36,7 @@ def test_table_two_uses_best_layers_and_all_strategies():
     runs = enumerate_runs("II", "tiny", models=[("atrous", "att"), ("pool", "flatten")])
     assert len(runs) == 12
     atrous = [c for c in runs if c.topology == "atrous"]
-    assert sorted((c.strategy, c.train_device) for c in atrous if c.strategy == "single") == [
+    assert sorted((c.strategy, c.train_source) for c in atrous if c.strategy == "single") == [
         ("single", "a"), ("single", "b"), ("single", "c")]
     cond = {c.strategy: c.cond_layer for c in atrous if c.cond_layer is not None}
     assert cond == {"teacher_forcing": 4, "multi_task": 4}

@@ -32,7 +32,7 @@ def results(tmp_path: Path) -> Path:
     make_run(root, cond_layer=3, acc={"a": 1.0, "b": 1.0, "c": 1.0})
     # single-device atrous att: one run per device.
     for dev, a in zip(DEVICES, (0.75, 0.5, 0.25), strict=True):
-        make_run(root, strategy="single", cond_layer=None, train_device=dev, acc={dev: a})
+        make_run(root, strategy="single", cond_layer=None, train_source=dev, acc={dev: a})
     # joint pool max, unfinished run that must be ignored, and a 2019 run.
     make_run(root, topology="pool", pooling="max", strategy="joint", cond_layer=None,
              acc={"a": 0.5, "b": 0.25, "c": 0.25})
@@ -56,7 +56,7 @@ def test_load_runs_finds_finished_runs_only(results: Path) -> None:
     runs = load_runs(results)
     assert len(runs) == 8  # 3 tf + 3 single + joint + 2019; unfinished skipped
     assert not (runs["seed"] == 7).any()
-    single_b = runs[(runs["strategy"] == "single") & (runs["train_device"] == "b")].iloc[0]
+    single_b = runs[(runs["strategy"] == "single") & (runs["train_source"] == "b")].iloc[0]
     assert single_b["acc_b"] == 0.5 and np.isnan(single_b["acc_a"])
     assert len(load_runs(results, include_unfinished=True)) == 9
 

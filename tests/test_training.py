@@ -93,7 +93,7 @@ def tiny(**overrides) -> TrainConfig:
 
 
 STRATEGY_CONFIGS = {
-    "single": tiny(strategy="single", train_device="b"),
+    "single": tiny(strategy="single", train_source="b"),
     "joint": tiny(strategy="joint"),
     "teacher_forcing": tiny(strategy="teacher_forcing", cond_layer=2),
     # threshold 0: the released rule must switch λ at the first evaluation
@@ -122,7 +122,7 @@ def test_profiles_and_run_name():
     assert (paper.lr_decay, paper.lambda_mode, paper.attention) == ("released",) * 3
     assert paper.run_name == "dcase2018-atrous-att-multi_task-L4-paper-s0"
     single = TrainConfig.from_profile("demo", topology="nopool", pooling="roi+att",
-                                      strategy="single", train_device="c", seed=3)
+                                      strategy="single", train_source="c", seed=3)
     assert single.run_name == "dcase2018-nopool-roi_att-single-c-demo-s3"
     clean = paper.replace(lambda_mode="clean", lr_decay="paper")
     assert clean.run_name != paper.run_name  # variants never share a directory
@@ -130,7 +130,7 @@ def test_profiles_and_run_name():
 
 @pytest.mark.parametrize("overrides, field", [
     (dict(strategy="solo"), "strategy"),
-    (dict(strategy="single"), "train_device"),
+    (dict(strategy="single"), "train_source"),
     (dict(strategy="teacher_forcing"), "cond_layer"),
     (dict(strategy="multi_task", cond_layer=5), "cond_layer"),
     (dict(strategy="joint", cond_layer=2), "cond_layer"),
@@ -181,7 +181,7 @@ def test_attention_clips_pick_first_parallel_recording_per_scene():
     for ident, seg, devs in [("x-1", 0, "ab"), ("x-2", 3, "abc"), ("x-2", 1, "abc"),
                              ("y-0", 0, "abc")]:
         for d in devs:
-            rows.append(dict(identifier=ident, segment=seg, device=d,
+            rows.append(dict(identifier=ident, segment=seg, source=d,
                              scene_label="park" if ident != "y-0" else "bus",
                              filename=f"{ident}-{seg}-{d}"))
     meta = pd.DataFrame(rows)
@@ -214,7 +214,7 @@ def test_each_strategy_writes_the_run_store(strategy_runs):
         for key in ("accuracy", "classwise", "confusion", "n_eval", "device_accuracy",
                     "device_recall", "iterations", "wall_time_s"):
             assert key in on_disk, (name, key)
-        devs = list(cfg.eval_devices)
+        devs = list(cfg.eval_sources)
         assert sorted(on_disk["accuracy"]) == sorted(devs + ["avg"])
         assert on_disk["iterations"] == cfg.iterations
         assert all(0 <= v <= 1 for v in on_disk["accuracy"].values())
@@ -229,7 +229,7 @@ def test_each_strategy_writes_the_run_store(strategy_runs):
 
         pred = pd.read_csv(run_dir / "predictions.csv")
         assert tuple(pred.columns) == PREDICTION_COLUMNS
-        assert set(pred["device"]) == set(devs)
+        assert set(pred["source"]) == set(devs)
         scores = pred[[f"score_{s}" for s in SCENES]].to_numpy()
         # log-probabilities (the released attention head's Σ A·log p sums to at most 1)
         assert (scores <= 0).all() and (np.exp(scores).sum(axis=1) <= 1 + 1e-4).all()
@@ -239,7 +239,7 @@ def test_each_strategy_writes_the_run_store(strategy_runs):
         n = len(att["filename"])
         assert att["attention"].shape[:2] == (n, len(SCENES)) and att["attention"].ndim == 4
         assert att["logmel"].shape[0] == n and att["logmel"].shape[2] == 64
-        assert set(att["device"]) == set(devs)
+        assert set(att["source"]) == set(devs)
         assert set(att["filename"]) <= set(pred["filename"])
         # unstandardised log-mel: raw log magnitudes, far from zero mean / unit variance
         assert abs(float(att["logmel"].mean())) > 1
@@ -248,7 +248,7 @@ def test_each_strategy_writes_the_run_store(strategy_runs):
 def test_attention_clips_are_parallel_recordings_shared_by_all_runs(strategy_runs):
     joint = np.load(strategy_runs["joint"][1] / "attention.npz")
     single = np.load(strategy_runs["single"][1] / "attention.npz")
-    assert set(single["filename"]) == set(joint["filename"][joint["device"] == "b"])
+    assert set(single["filename"]) == set(joint["filename"][joint["source"] == "b"])
     stems = {}
     for f in joint["filename"]:  # scene-city-location-segment shared by the three devices
         stems.setdefault(str(f).rsplit("-", 1)[0], []).append(str(f)[-5])
@@ -302,7 +302,7 @@ def test_released_lambda_is_macro_and_returns_to_one(tmp_path, tiny_dataset_2018
     cfg = tiny(strategy="multi_task", cond_layer=3, iterations=20, eval_every=5,
                checkpoint_every=20)
     data = load_run_data(cfg, tiny_features_2018, tiny_dataset_2018)
-    true_dev = np.asarray(data.evaluate.device)
+    true_dev = np.asarray(data.evaluate.source)
     counts = np.bincount(true_dev, minlength=3)
     assert tuple(counts) == (30, 10, 10)  # the tiny 2018 evaluate split
     # per evaluation: how many clips of each device CNN-d gets wrong
@@ -323,7 +323,7 @@ def test_released_lambda_is_macro_and_returns_to_one(tmp_path, tiny_dataset_2018
                 pred[idx] = (dev + 1) % 3
             logp = np.full((len(pred), 3), -20.0, dtype=np.float32)
             logp[np.arange(len(pred)), pred] = 0.0
-            out["device"] = logp
+            out["source"] = logp
         return out
 
     monkeypatch.setattr(Engine, "predict", scripted)
@@ -355,8 +355,8 @@ def test_clean_lambda_uses_held_out_training_clips(tmp_path, tiny_dataset_2018,
                          tiny_dataset_2018)
     assert held | trained == set(full.train.meta["filename"])
     for dev in DEVICES:  # stratified by device, about 10 %
-        n_dev = int((full.train.meta["device"] == dev).sum())
-        n_held = int((data.holdout.meta["device"] == dev).sum())
+        n_dev = int((full.train.meta["source"] == dev).sum())
+        n_held = int((data.holdout.meta["source"] == dev).sum())
         assert n_held == max(1, round(0.1 * n_dev))
 
     # make the evaluate split's device accuracy useless for the decision: if it were
@@ -402,7 +402,7 @@ def test_finished_run_is_skipped_and_other_configs_refused(strategy_runs, tiny_d
     assert again["accuracy"] == pytest.approx(metrics["accuracy"])
     assert {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()} == stamps
     # execution-only fields do not make another run
-    train(cfg.replace(checkpoint_every=5, compile=False, device="cpu"), run_dir,
+    train(cfg.replace(checkpoint_every=5, compile=False, accelerator="cpu"), run_dir,
           data_dir=tiny_dataset_2018, progress=False)
     assert {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()} == stamps
     with pytest.raises(ConfigError, match="seed"):
@@ -462,7 +462,7 @@ def test_killed_run_resumes_to_identical_results(tmp_path, tiny_dataset_2018,
 
     cfg = TrainConfig.from_profile("tiny", topology="pool", pooling="att",
                                    strategy="multi_task", cond_layer=3,
-                                   device="cpu")
+                                   accelerator="cpu")
     ref = tmp_path / "straight"
     train(cfg, ref, data_dir=tiny_dataset_2018, progress=False)
 
@@ -505,7 +505,7 @@ def test_interrupted_anywhere_resumes_identically(tmp_path, tiny_dataset_2018,
     from caalib.training import runstore
 
     cfg = tiny(strategy="multi_task", cond_layer=2, iterations=12, eval_every=4,
-               checkpoint_every=4, device="cpu", **overrides)
+               checkpoint_every=4, accelerator="cpu", **overrides)
     ref = tmp_path / "straight"
     train(cfg, ref, data_dir=tiny_dataset_2018, progress=False)
     state = load_checkpoint(ref)
@@ -574,28 +574,28 @@ def test_config_json_missing_a_switch_is_refused(tmp_path):
     """A config.json without ``lambda_mode`` must not read as the released rule."""
     cfg = tiny(strategy="multi_task", cond_layer=1, lambda_mode="clean")
     path = tmp_path / "config.json"
-    on_disk = {k: v for k, v in cfg.to_dict().items() if k not in ("lambda_mode", "device")}
+    on_disk = {k: v for k, v in cfg.to_dict().items() if k not in ("lambda_mode", "accelerator")}
     path.write_text(json.dumps(on_disk))
     with pytest.raises(ConfigError, match=r"config\.json: field 'lambda_mode' missing"):
         TrainConfig.load(path)
     on_disk["lambda_mode"] = "clean"  # execution-only fields may be absent
     path.write_text(json.dumps(on_disk))
-    assert TrainConfig.load(path) == cfg.replace(device="auto")
+    assert TrainConfig.load(path) == cfg.replace(accelerator="auto")
 
 
 # ---------------------------------------------------------------------- precision, resampler
 def test_precision_resolves_and_is_part_of_the_identity():
-    cpu = tiny(device="cpu")
+    cpu = tiny(accelerator="cpu")
     assert (cpu.precision, cpu.tf32) == ("fp32", False)
     assert not cpu.run_name.endswith(("bf16", "tf32"))
-    gpu = tiny(device="cuda")  # resolution needs no GPU: it reads the config
+    gpu = tiny(accelerator="cuda")  # resolution needs no GPU: it reads the config
     assert (gpu.precision, gpu.tf32) == ("bf16", True)
     assert gpu.run_name.endswith("-bf16")
-    fp32 = tiny(device="cuda", precision="fp32")
+    fp32 = tiny(accelerator="cuda", precision="fp32")
     assert (fp32.precision, fp32.tf32) == ("fp32", False)  # true fp32, as released
     assert fp32.run_name == cpu.run_name
-    assert tiny(device="cuda", fast=False).precision == "fp32"
-    assert tiny(device="cuda", precision="fp32", tf32=True).run_name.endswith("-tf32")
+    assert tiny(accelerator="cuda", fast=False).precision == "fp32"
+    assert tiny(accelerator="cuda", precision="fp32", tf32=True).run_name.endswith("-tf32")
     assert set(gpu.differences(fp32)) == {"precision", "tf32"}
     with pytest.raises(ConfigError, match="precision"):
         tiny(precision="fp16")
@@ -603,7 +603,7 @@ def test_precision_resolves_and_is_part_of_the_identity():
 
 def test_stored_config_must_hold_a_resolved_precision(tmp_path):
     path = tmp_path / "config.json"
-    data = tiny(device="cpu").to_dict()
+    data = tiny(accelerator="cpu").to_dict()
     path.write_text(json.dumps(data | {"precision": "auto"}))
     with pytest.raises(ConfigError, match="precision"):
         TrainConfig.load(path)
@@ -616,9 +616,9 @@ def test_stored_config_must_hold_a_resolved_precision(tmp_path):
 def test_bf16_run_is_not_reused_for_fp32_and_refused_on_cpu(tmp_path, tiny_dataset_2018):
     from caalib.training import runstore
 
-    bf16 = tiny(strategy="joint", device="cuda")
+    bf16 = tiny(strategy="joint", accelerator="cuda")
     with pytest.raises(ConfigError, match="precision: bf16.*needs CUDA"):
-        train(bf16.replace(device="cpu"), tmp_path / "x", data_dir=tiny_dataset_2018,
+        train(bf16.replace(accelerator="cpu"), tmp_path / "x", data_dir=tiny_dataset_2018,
               progress=False)
     # a finished bf16 run (made elsewhere) in the directory an fp32 request names
     run_dir = tmp_path / "run"
@@ -627,7 +627,7 @@ def test_bf16_run_is_not_reused_for_fp32_and_refused_on_cpu(tmp_path, tiny_datas
     runstore.write_metrics(run_dir, {"accuracy": {"a": 0.9, "avg": 0.9}})
     runstore.mark_done(run_dir)
     with pytest.raises(ConfigError, match="precision"):
-        train(tiny(strategy="joint", device="cpu"), run_dir, data_dir=tiny_dataset_2018,
+        train(tiny(strategy="joint", accelerator="cpu"), run_dir, data_dir=tiny_dataset_2018,
               progress=False)
 
 
@@ -635,7 +635,7 @@ def test_soxr_resampler_run_uses_its_own_feature_file(tmp_path, tiny_dataset_201
                                                       tiny_features_2018):
     from caalib.features import load_features
 
-    cfg = tiny(strategy="single", train_device="a", iterations=4, eval_every=4,
+    cfg = tiny(strategy="single", train_source="a", iterations=4, eval_every=4,
                checkpoint_every=4, resampler="soxr_hq")
     assert cfg.run_name.endswith("-rs_soxr_hq")
     with pytest.raises(FeatureError, match="resampler 'kaiser_best'.*'soxr_hq'"):

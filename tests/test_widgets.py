@@ -39,9 +39,9 @@ def test_selection_functions(results: Path) -> None:
     clips = widgets.load_attention(widgets.attention_runs(results)[0])
     assert len(clips) == 9
     assert widgets.scenes_of(clips) == ["airport", "bus", "park"]
-    assert widgets.devices_of(clips, "bus") == ["a", "b", "c"]
+    assert widgets.sources_of(clips, "bus") == ["a", "b", "c"]
     idx = widgets.select_clips(clips, "bus", "b")
-    assert len(idx) == 1 and clips.scene_label[idx[0]] == "bus" and clips.device[idx[0]] == "b"
+    assert len(idx) == 1 and clips.scene_label[idx[0]] == "bus" and clips.source[idx[0]] == "b"
     assert widgets.select_clips(clips, "tram", "a") == []
     i = widgets.select_clips(clips, "park", "c")[0]
     assert widgets.class_for(clips, i, "true") == "park"
@@ -49,7 +49,7 @@ def test_selection_functions(results: Path) -> None:
     hm = widgets.heatmap(clips, i, "park")
     assert hm.shape == (4, 8)  # (F', T'): frequency first, as drawn
     with np.load(clips.run_dir / "attention.npz") as z:  # the file itself, not the reader
-        k = int(np.flatnonzero((z["scene_label"] == "park") & (z["device"] == "c"))[0])
+        k = int(np.flatnonzero((z["scene_label"] == "park") & (z["source"] == "c"))[0])
         expected = z["attention"][k, SCENES.index("park")].T
     np.testing.assert_array_equal(hm, expected)
     with pytest.raises(ValueError, match="mode"):
@@ -74,9 +74,9 @@ def test_bad_attention_file_names_file_and_field(tmp_path: Path) -> None:
     np.savez(run / "attention.npz", **{k: v for k, v in data.items() if k != "predicted"})
     with pytest.raises(widgets.HeatmapError, match=r"attention\.npz.*predicted"):
         widgets.load_attention(run)
-    data["device"] = data["device"][:-1]
+    data["source"] = data["source"][:-1]
     np.savez(run / "attention.npz", **data)
-    with pytest.raises(widgets.HeatmapError, match="'device' has 8 rows"):
+    with pytest.raises(widgets.HeatmapError, match="'source' has 8 rows"):
         widgets.load_attention(run)
     (run / "attention.npz").write_bytes(b"not a zip")
     with pytest.raises(widgets.HeatmapError, match="unreadable"):
@@ -90,12 +90,12 @@ def test_browser_reacts_to_scene_device_and_model(results: Path) -> None:
     assert first[:4] == b"\x89PNG" and "Airport" in b.info.value
 
     b.select(scene="bus")
-    assert b.clips.scene_label[b.index] == "bus" and b.device.value == "a"
+    assert b.clips.scene_label[b.index] == "bus" and b.source.value == "a"
     after_scene = b.image.value
     assert after_scene != first and "Bus" in b.info.value
 
-    b.select(device="c")
-    assert b.clips.device[b.index] == "c"
+    b.select(source="c")
+    assert b.clips.source[b.index] == "c"
     after_device = b.image.value
     assert after_device != after_scene
     assert "Tram" in b.info.value  # the crafted device-C prediction is wrong
@@ -106,7 +106,7 @@ def test_browser_reacts_to_scene_device_and_model(results: Path) -> None:
     # The second model has no airport/park and no device C: the selection falls back.
     b.select(model="dcase2018-pool-att-joint-tiny-s0")
     assert [v for _, v in b.scene.options] == ["bus", "tram"]
-    assert b.scene.value == "bus" and b.device.value == "a"
+    assert b.scene.value == "bus" and b.source.value == "a"
     assert b.clips.run_dir.name == "dcase2018-pool-att-joint-tiny-s0"
 
 

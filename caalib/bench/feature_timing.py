@@ -72,7 +72,7 @@ def bench_features(device: torch.device, clips: int, seconds: float,
                           layout="dcase2018", seed=0, progress=False)
         t0 = time.perf_counter()
         extract_features(root, Path(tmp) / "logmel.h5", batch_size=batch_size,
-                         workers=workers, device=device.type, progress=False, force=True)
+                         workers=workers, accelerator=device.type, progress=False, force=True)
         extract_s = time.perf_counter() - t0
     return {
         "clips": clips,

@@ -80,8 +80,9 @@ def engine_config(s: BenchSettings, device: torch.device, mode: str = "fast") ->
     return TrainConfig.from_profile(
         "paper", topology=spec.topology, pooling=spec.pooling, strategy=spec.strategy,
         cond_layer=spec.cond_layer, attention=spec.attention,
-        train_device="a" if spec.strategy == "single" else None,
-        width=float(s.width), batch_size=s.batch, seed=s.seed, device=device.type,
+        train_source="a" if spec.strategy == "single" else None,
+        width=float(s.width), batch_size=s.batch, seed=s.seed,
+        accelerator=device.type,
         fast=mode in ("fast", "compiled"), compile=mode == "compiled",
     )
 
@@ -101,7 +102,7 @@ class Trainer:
     def autocast(self) -> contextlib.AbstractContextManager:  # pragma: no cover
         raise NotImplementedError
 
-    def forward(self, x: torch.Tensor, device: torch.Tensor | None = None) -> Any:
+    def forward(self, x: torch.Tensor, source: torch.Tensor | None = None) -> Any:
         raise NotImplementedError  # pragma: no cover
 
     def describe(self) -> dict[str, Any]:  # pragma: no cover
@@ -112,7 +113,7 @@ class Trainer:
     def predict(self, x: torch.Tensor) -> Any:
         """Forward pass without gradients under the mode's autocast (evaluation)."""
         with self.autocast():
-            return self.forward(x, device=torch.zeros(x.shape[0], dtype=torch.long,
+            return self.forward(x, source=torch.zeros(x.shape[0], dtype=torch.long,
                                                       device=x.device))
 
 
@@ -143,7 +144,7 @@ class RecipeTrainer(Trainer):
         if recipe.resident:
             self.x = torch.from_numpy(data.x).to(device)
             self.y = torch.from_numpy(data.scene).to(device)
-            self.d = torch.from_numpy(data.device).to(device)
+            self.d = torch.from_numpy(data.source).to(device)
             self.order = torch.from_numpy(data.order).to(device)
         self.step = self._step
 
@@ -161,15 +162,15 @@ class RecipeTrainer(Trainer):
             return self.x[rows], self.y[rows], self.d[rows]
         rows_np = self.host.order[i]  # the released generator: numpy batch, then a copy
         return tuple(torch.from_numpy(a[rows_np]).to(self.device)  # type: ignore[return-value]
-                     for a in (self.host.x, self.host.scene, self.host.device))
+                     for a in (self.host.x, self.host.scene, self.host.source))
 
     def _step(self, i: int) -> torch.Tensor:
         xb, yb, db = self._batch(i)
         with self.autocast():
-            out = self.forward(xb, device=db if self.teacher else None)
+            out = self.forward(xb, source=db if self.teacher else None)
         loss = F.nll_loss(out.scene.float(), yb)
         if self.multi:
-            loss = loss + self.lam * F.nll_loss(out.device.float(), db)
+            loss = loss + self.lam * F.nll_loss(out.source.float(), db)
         self.optimizer.zero_grad(set_to_none=self.recipe.zero_to_none)
         loss.backward()
         self.optimizer.step()
@@ -207,8 +208,8 @@ class EngineTrainer(Trainer):
     def autocast(self) -> contextlib.AbstractContextManager:
         return self.engine.autocast()
 
-    def forward(self, x: torch.Tensor, device: torch.Tensor | None = None) -> Any:
-        return self.engine.forward(x, device=device)
+    def forward(self, x: torch.Tensor, source: torch.Tensor | None = None) -> Any:
+        return self.engine.forward(x, source=source)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.mode, "engine_config_fast": self.config.fast,

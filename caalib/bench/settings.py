@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from ..constants import ACCELERATORS
 from ..errors import ConfigError
 from ..spec import ModelSpec
 
@@ -19,7 +20,6 @@ MODES: tuple[str, ...] = ("released", "default", "fast", "compiled")
 COMPILE_MODES: tuple[str, ...] = (
     "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs",
 )
-ACCELERATORS: tuple[str, ...] = ("auto", "cpu", "cuda")
 
 #: ``--cpu-quick``: sizes at which the whole harness runs in well under a minute on
 #: 2 cores (CI checks that it works; the numbers mean little).

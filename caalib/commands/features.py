@@ -6,6 +6,8 @@ import argparse
 import sys
 import warnings
 
+from . import add_deprecated_alias
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -24,11 +26,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=None,
                    help="parallel workers, each running whole clips (default: the usable "
                         "CPUs, at most 32)")
-    p.add_argument("--device", default="cpu",
-                   help="cpu or cuda: where the STFT + mel runs with --transform auto")
+    p.add_argument("--accelerator", default="cpu",
+                   help="cpu or cuda: the torch device the STFT + mel runs on with "
+                        "--transform auto")
+    add_deprecated_alias(p, "--device", "--accelerator", "accelerator", "features")
     p.add_argument("--transform", choices=("auto", "numpy", "torch"), default="auto",
                    help="STFT + mel per clip in the workers (numpy, float64) or batched in "
-                        "torch on --device (float64); auto: numpy on cpu, torch on cuda. "
+                        "torch on --accelerator (float64); auto: numpy on cpu, torch on cuda. "
                         "Both give the reference's numbers")
     p.add_argument("--parallel", choices=("auto", "processes", "threads"), default="auto",
                    help="worker kind; auto: threads (measured fastest on 2 cores); "
@@ -52,7 +56,7 @@ def _run(args: argparse.Namespace) -> int:
         warnings.simplefilter("always")
         path = extract_features(
             args.data_dir, out, batch_size=args.batch_size, workers=args.workers,
-            device=args.device, progress=not args.quiet, force=args.force,
+            accelerator=args.accelerator, progress=not args.quiet, force=args.force,
             resampler=args.resampler, transform=args.transform, parallel=args.parallel,
         )
     for w in caught:

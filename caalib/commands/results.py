@@ -16,8 +16,9 @@ import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from ..constants import DATASETS
+from ..constants import DATASETS, DEVICES
 from ..rundir import RunStoreWarning
+from . import add_deprecated_alias
 
 
 @contextlib.contextmanager
@@ -99,7 +100,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="McNemar's exact test on two runs' predictions")
     p.add_argument("run1", type=Path)
     p.add_argument("run2", type=Path)
-    p.add_argument("--device", choices=("a", "b", "c"), default=None)
+    p.add_argument("--source", choices=DEVICES, default=None,
+                   help="only the clips of this recording device (a, b or c)")
+    add_deprecated_alias(p, "--device", "--source", "source", "compare", choices=DEVICES)
     p.set_defaults(func=_with_warnings("compare", _compare))
 
     p = sub.add_parser("paper-check", help="consistency of the paper's tables and its z-tests")
@@ -144,7 +147,7 @@ def _figures(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from ..stats import paired_runs_test
 
-    r = paired_runs_test(args.run1, args.run2, device=args.device)
+    r = paired_runs_test(args.run1, args.run2, source=args.source)
     print(f"clips {r.n}: only run1 right {r.b}, only run2 right {r.c}, "
           f"exact McNemar p = {r.p:.4g}")
     return 0

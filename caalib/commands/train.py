@@ -10,6 +10,7 @@ from typing import Any
 
 from ..constants import DEVICES
 from ..errors import ConfigError
+from . import add_deprecated_alias
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,11 +21,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _register_train(sub: argparse._SubParsersAction) -> None:
     from ..spec import STRATEGIES, TOPOLOGIES
     from ..training.config import (
+        ACCELERATORS,
         ATTENTION_MODES,
         LAMBDA_MODES,
         LR_DECAY_MODES,
         PROFILES_NAMES,
-        TORCH_DEVICES,
     )
 
     p = sub.add_parser(
@@ -37,8 +38,10 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--topology", required=True, choices=TOPOLOGIES)
     p.add_argument("--pooling", required=True, help="max, avg, flatten, roi, att or roi+att")
     p.add_argument("--strategy", required=True, choices=STRATEGIES)
-    p.add_argument("--device", choices=DEVICES, default=None,
-                   help="train device of a single-device run (a, b or c)")
+    p.add_argument("--source", choices=DEVICES, default=None,
+                   help="recording device (DCASE source) a single-device run trains on "
+                        "(a, b or c)")
+    add_deprecated_alias(p, "--device", "--source", "source", "train", choices=DEVICES)
     p.add_argument("--cond-layer", type=int, default=None,
                    help="conditioned block (1-4) for teacher_forcing / multi_task")
     p.add_argument("--profile", required=True, choices=PROFILES_NAMES)
@@ -50,7 +53,7 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
     _add_recipe_flags(p)
     p.add_argument("--tf32", action=argparse.BooleanOptionalAction, default=None,
                    help="TF32 for fp32 CUDA ops (default: on with bf16, off with fp32)")
-    p.add_argument("--accelerator", choices=TORCH_DEVICES, default="auto",
+    p.add_argument("--accelerator", choices=ACCELERATORS, default="auto",
                    help="torch device (default: cuda when available)")
     p.add_argument("--fast", action=argparse.BooleanOptionalAction, default=True,
                    help="on CUDA: channels_last, fused Adam, and bf16 when --precision auto")
@@ -68,9 +71,9 @@ def _train(args: argparse.Namespace) -> int:
 
     overrides = dict(
         topology=args.topology, pooling=args.pooling, strategy=args.strategy,
-        train_device=args.device, cond_layer=args.cond_layer, seed=args.seed,
+        train_source=args.source, cond_layer=args.cond_layer, seed=args.seed,
         lr_decay=args.lr_decay, lambda_mode=args.lambda_mode, attention=args.attention,
-        device=args.accelerator, fast=args.fast, compile=args.compile,
+        accelerator=args.accelerator, fast=args.fast, compile=args.compile,
         resampler=args.resampler, precision=args.precision, tf32=args.tf32,
         cpu_threads=args.cpu_threads,
     )
@@ -99,7 +102,7 @@ def cpu_time_note(configs: list[Any]) -> str | None:
     from ..training.estimate import floor
 
     heavy = [c for c in configs if c.profile == "paper"
-             and resolve_torch_device(c.device, field="device").type == "cpu"]
+             and resolve_torch_device(c.accelerator, field="accelerator").type == "cpu"]
     if not heavy:
         return None
     return (f"paper-size training on the CPU: {floor(heavy).text()}, evaluation not "

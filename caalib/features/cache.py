@@ -454,12 +454,13 @@ def extract_features(
     *,
     batch_size: int = 64,
     workers: int | None = None,
-    device: str | torch.device = "cpu",
+    accelerator: str | torch.device = "cpu",
     progress: bool = True,
     force: bool = False,
     resampler: str = DEFAULT_RESAMPLER,
     transform: str = "auto",
     parallel: str = "auto",
+    device: str | torch.device | None = None,
 ) -> Path:
     """Log-mel features of every clip of ``data_dir``'s meta.csv (in its order) into one HDF5.
 
@@ -467,21 +468,27 @@ def extract_features(
     decode and check, mono, resampling with ``resampler`` (``kaiser_best`` as released, or
     ``soxr_hq``) and, with ``transform="numpy"``, the float64 STFT + mel, bit for bit
     `reference_logmel`; with ``transform="torch"`` this process runs the STFT + mel in
-    float64 torch batches of ``batch_size`` on ``device``. ``auto`` picks ``numpy`` on the
-    CPU and ``torch`` on CUDA; ``parallel`` (``auto`` = ``threads``, or ``processes``)
-    picks the kind of worker (see `caalib.features.pipeline.plan`). Every choice gives
-    the same numbers. An existing file made from the same inputs with the same recipe is
-    reused unless ``force``.
+    float64 torch batches of ``batch_size`` on ``accelerator`` (the torch device).
+    ``auto`` picks ``numpy`` on the CPU and ``torch`` on CUDA; ``parallel`` (``auto`` =
+    ``threads``, or ``processes``) picks the kind of worker (see
+    `caalib.features.pipeline.plan`). Every choice gives the same numbers. An existing
+    file made from the same inputs with the same recipe is reused unless ``force``.
     Silent clips raise a `SilentClipWarning`; everything unusable raises `FeatureError`
-    naming the file and its meta.csv line.
+    naming the file and its meta.csv line. ``device`` is the deprecated name of
+    ``accelerator`` (kept for one release; it warns).
     """
+    if device is not None:
+        warnings.warn("extract_features(device=...) is deprecated: the torch device is "
+                      "called accelerator, use extract_features(accelerator=...)",
+                      DeprecationWarning, stacklevel=2)
+        accelerator = device
     data_dir = Path(data_dir)
     check_resampler(resampler)
     out = (Path(out_path) if out_path is not None
            else default_feature_path(data_dir, resampler))
     if batch_size < 1:
         raise FeatureError(f"batch_size must be at least 1, got {batch_size}")
-    dev = resolve_torch_device(device, field="device", error=FeatureError)
+    dev = resolve_torch_device(accelerator, field="accelerator", error=FeatureError)
     how = plan(str(dev), transform, parallel, workers)
     if not data_dir.is_dir():
         raise FeatureError(f"{data_dir}: dataset directory does not exist")

@@ -1,7 +1,8 @@
 """The CAA-Net model family (paper Section III): build any of the 14 models x 4 strategies.
 
 ``build_model(topology, pooling, strategy, cond_layer, ...)`` returns a :class:`CAANet`;
-``model(x, device=None)`` returns a :class:`ModelOutput` (scene, device, attention).
+``model(x, source=None)`` returns a :class:`ModelOutput` (scene, source, attention);
+``source`` is the recording device (DCASE's word), never the torch device.
 """
 
 from ..spec import (

@@ -23,15 +23,15 @@ KERNEL_SIZE = 5
 class DeviceConditioning(nn.Module):
     """1x1 convolution of the expanded device one-hot, evaluated as a per-channel shift."""
 
-    def __init__(self, n_devices: int, channels: int) -> None:
+    def __init__(self, n_sources: int, channels: int) -> None:
         super().__init__()
-        self.n_devices = n_devices
+        self.n_sources = n_sources
         self.channels = channels
-        self.conv = nn.Conv2d(n_devices, channels, kernel_size=1, bias=True)
+        self.conv = nn.Conv2d(n_sources, channels, kernel_size=1, bias=True)
 
     def forward(self, onehot: torch.Tensor) -> torch.Tensor:
         """Return the (B, C, 1, 1) shift that Eq. 1 adds at every time-frequency bin."""
-        weight = self.conv.weight.view(self.channels, self.n_devices)
+        weight = self.conv.weight.view(self.channels, self.n_sources)
         return F.linear(onehot, weight, self.conv.bias)[:, :, None, None]
 
     def literal(self, onehot: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -27,7 +27,7 @@ def one_hot(index: torch.Tensor, n: int, dtype: torch.dtype) -> torch.Tensor:
 class DeviceCNN(nn.Module):
     """Predicts the recording device from the log-mel input."""
 
-    def __init__(self, n_devices: int, channels: tuple[int, ...] = DEVICE_CNN_CHANNELS) -> None:
+    def __init__(self, n_sources: int, channels: tuple[int, ...] = DEVICE_CNN_CHANNELS) -> None:
         super().__init__()
         blocks = []
         in_ch = 1
@@ -35,10 +35,10 @@ class DeviceCNN(nn.Module):
             blocks.append(ConvBlock(in_ch, ch, pool=True))
             in_ch = ch
         self.blocks = nn.ModuleList(blocks)
-        self.fc = nn.Linear(in_ch, n_devices)
+        self.fc = nn.Linear(in_ch, n_sources)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` (B, 1, T, F) -> (B, n_devices) float32 log-probabilities."""
+        """``x`` (B, 1, T, F) -> (B, n_sources) float32 log-probabilities."""
         for block in self.blocks:
             x = block(x)
         return F.log_softmax(self.fc(x.amax(dim=(2, 3))).float(), dim=-1)

@@ -17,6 +17,7 @@ In eval mode the running statistics are fixed and the shift acts in full.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -52,14 +53,14 @@ class ModelOutput:
     """What every model returns.
 
     scene: (B, n_classes) float32 log-probability scores (see ``AttentionHead`` for what
-        holds for the attention heads). device: (B, n_devices) float32 log-probabilities
-        of CNN-d (``multi_task`` only, else None). attention: (B, n_classes, T', F')
-        attention normalised to sum 1 over the bins of each class (attention heads
-        only, else None).
+        holds for the attention heads). source: (B, n_sources) float32 log-probabilities
+        of CNN-d over the sources (recording devices; ``multi_task`` only, else None).
+        attention: (B, n_classes, T', F') attention normalised to sum 1 over the bins of
+        each class (attention heads only, else None).
     """
 
     scene: torch.Tensor
-    device: torch.Tensor | None = None
+    source: torch.Tensor | None = None
     attention: torch.Tensor | None = None
 
 
@@ -94,7 +95,7 @@ def _check_positive_int(name: str, value: object) -> None:
 
 
 def validate_model_args(topology: str, pooling: str, strategy: str, cond_layer: int | None,
-                        n_classes: int, n_devices: int, width: float, n_frames: int,
+                        n_classes: int, n_sources: int, width: float, n_frames: int,
                         n_mels: int, attention: str) -> int | None:
     """Raise ModelConfigError naming the allowed values; return ``cond_layer``.
 
@@ -105,7 +106,7 @@ def validate_model_args(topology: str, pooling: str, strategy: str, cond_layer: 
         validate_spec(topology, pooling, strategy, cond_layer, attention)
     except ModelSpecError as exc:
         raise ModelConfigError(str(exc)) from None
-    for name, value in (("n_classes", n_classes), ("n_devices", n_devices),
+    for name, value in (("n_classes", n_classes), ("n_sources", n_sources),
                         ("n_frames", n_frames), ("n_mels", n_mels)):
         _check_positive_int(name, value)
     if (isinstance(width, bool) or not isinstance(width, int | float)
@@ -118,20 +119,20 @@ class CAANet(nn.Module):
     """Backbone + head (+ conditioning, + CNN-d); see :func:`build_model` for arguments."""
 
     def __init__(self, topology: str, pooling: str, strategy: str, cond_layer: int | None = None,
-                 n_classes: int = 10, n_devices: int = 3, width: float = 1.0,
+                 n_classes: int = 10, n_sources: int = 3, width: float = 1.0,
                  n_frames: int = 320, n_mels: int = 64, attention: str = "released") -> None:
         super().__init__()
         cond_layer = validate_model_args(topology, pooling, strategy, cond_layer, n_classes,
-                                         n_devices, width, n_frames, n_mels, attention)
+                                         n_sources, width, n_frames, n_mels, attention)
         self.topology, self.pooling, self.strategy = topology, pooling, strategy
         self.cond_layer = cond_layer
-        self.n_classes, self.n_devices = n_classes, n_devices
+        self.n_classes, self.n_sources = n_classes, n_sources
         self.width, self.n_frames, self.n_mels = float(width), n_frames, n_mels
         self.attention_variant = attention
         #: Enough to rebuild the same architecture: ``build_model(**model.build_args)``.
         self.build_args = dict(
             topology=topology, pooling=pooling, strategy=strategy, cond_layer=cond_layer,
-            n_classes=n_classes, n_devices=n_devices, width=float(width), n_frames=n_frames,
+            n_classes=n_classes, n_sources=n_sources, width=float(width), n_frames=n_frames,
             n_mels=n_mels, attention=attention,
         )
 
@@ -143,11 +144,11 @@ class CAANet(nn.Module):
         self.blocks = nn.ModuleList(blocks)
 
         self.conditioning = (
-            DeviceConditioning(n_devices, self.channels[cond_layer - 1])
+            DeviceConditioning(n_sources, self.channels[cond_layer - 1])
             if cond_layer is not None else None
         )
         self.device_cnn = (
-            DeviceCNN(n_devices, tuple(scale_channels(c, width) for c in DEVICE_CNN_CHANNELS))
+            DeviceCNN(n_sources, tuple(scale_channels(c, width) for c in DEVICE_CNN_CHANNELS))
             if strategy == "multi_task" else None
         )
 
@@ -173,69 +174,87 @@ class CAANet(nn.Module):
 
     # -- forward -------------------------------------------------------------------------
 
-    def _given_device_onehot(self, device: torch.Tensor | None, batch: int) -> torch.Tensor:
-        """Teacher forcing: (B,) device indices or a (B, n_devices) one-hot -> one-hot."""
+    def _given_source_onehot(self, source: torch.Tensor | None, batch: int) -> torch.Tensor:
+        """Teacher forcing: (B,) source indices or a (B, n_sources) one-hot -> one-hot."""
         assert self.conditioning is not None
         dtype = self.conditioning.conv.weight.dtype
-        if device is None:
+        if source is None:
             raise ValueError(
-                "strategy 'teacher_forcing' needs the true device indices: call "
-                "model(x, device=<(batch,) int tensor>)"
+                "strategy 'teacher_forcing' needs the true source (recording device) "
+                "indices: call model(x, source=<(batch,) int tensor>)"
             )
-        if not isinstance(device, torch.Tensor):
-            device = torch.as_tensor(device)
-        if device.dim() == 2 and device.is_floating_point():
-            if tuple(device.shape) != (batch, self.n_devices):
-                raise ValueError(f"a one-hot device must have shape ({batch}, {self.n_devices}), "
-                                 f"got {tuple(device.shape)}")
-            return device.to(dtype)
-        if device.dim() != 1 or device.shape[0] != batch or device.is_floating_point():
-            raise ValueError(f"device must be ({batch},) integer indices, got "
-                             f"{tuple(device.shape)} {device.dtype}")
-        if device.device.type == "cpu" and device.numel() and (
-                int(device.min()) < 0 or int(device.max()) >= self.n_devices):
-            raise ValueError(f"device indices must lie in [0, {self.n_devices - 1}], got "
-                             f"{device.tolist()}")
-        return one_hot(device.to(self.conditioning.conv.weight.device), self.n_devices, dtype)
+        if not isinstance(source, torch.Tensor):
+            source = torch.as_tensor(source)
+        if source.dim() == 2 and source.is_floating_point():
+            if tuple(source.shape) != (batch, self.n_sources):
+                raise ValueError(f"a one-hot source must have shape ({batch}, {self.n_sources}), "
+                                 f"got {tuple(source.shape)}")
+            return source.to(dtype)
+        if source.dim() != 1 or source.shape[0] != batch or source.is_floating_point():
+            raise ValueError(f"source must be ({batch},) integer indices, got "
+                             f"{tuple(source.shape)} {source.dtype}")
+        if source.device.type == "cpu" and source.numel() and (
+                int(source.min()) < 0 or int(source.max()) >= self.n_sources):
+            raise ValueError(f"source indices must lie in [0, {self.n_sources - 1}], got "
+                             f"{source.tolist()}")
+        return one_hot(source.to(self.conditioning.conv.weight.device), self.n_sources, dtype)
 
-    def _run(self, x: torch.Tensor, device: torch.Tensor | None,
+    def _run(self, x: torch.Tensor, source: torch.Tensor | None,
              collect: bool) -> tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor]]:
         if x.dim() != 3:
             raise ValueError(f"input must be (batch, time, mel), got shape {tuple(x.shape)}")
         x = x.unsqueeze(1)
-        device_logp = None
+        source_logp = None
         shift = None
         if self.strategy == "multi_task":
             assert self.device_cnn is not None and self.conditioning is not None
-            device_logp = self.device_cnn(x)
-            onehot = one_hot(device_logp.argmax(dim=1), self.n_devices,
+            source_logp = self.device_cnn(x)
+            onehot = one_hot(source_logp.argmax(dim=1), self.n_sources,
                              self.conditioning.conv.weight.dtype)
             shift = self.conditioning(onehot)
         elif self.strategy == "teacher_forcing":
             assert self.conditioning is not None
-            shift = self.conditioning(self._given_device_onehot(device, x.shape[0]))
+            shift = self.conditioning(self._given_source_onehot(source, x.shape[0]))
         maps = []
         for i, block in enumerate(self.blocks, start=1):
             x = block(x, shift if i == self.cond_layer else None)
             if collect:
                 maps.append(x)
-        return x, device_logp, maps
+        return x, source_logp, maps
 
-    def forward(self, x: torch.Tensor, device: torch.Tensor | None = None) -> ModelOutput:
-        """``x`` (B, T, F) log-mels; ``device`` (B,) true device indices (teacher forcing;
-        ignored by the other strategies)."""
-        features, device_logp, _ = self._run(x, device, collect=False)
+    def forward(self, x: torch.Tensor, source: torch.Tensor | None = None, *,
+                device: torch.Tensor | None = None) -> ModelOutput:
+        """``x`` (B, T, F) log-mels; ``source`` (B,) true source (recording-device)
+        indices (teacher forcing; ignored by the other strategies).
+
+        ``device=`` is the deprecated name of ``source`` (kept for one release; it warns).
+        """
+        source = _deprecated_source(source, device)
+        features, source_logp, _ = self._run(x, source, collect=False)
         scene, attention = self.head(features)
-        return ModelOutput(scene=scene, device=device_logp, attention=attention)
+        return ModelOutput(scene=scene, source=source_logp, attention=attention)
 
     def block_outputs(self, x: torch.Tensor,
-                      device: torch.Tensor | None = None) -> list[torch.Tensor]:
+                      source: torch.Tensor | None = None) -> list[torch.Tensor]:
         """The four blocks' output maps (B, C_l, T_l, F_l), for visualising inner layers."""
-        return self._run(x, device, collect=True)[2]
+        return self._run(x, source, collect=True)[2]
+
+
+def _deprecated_source(source: torch.Tensor | None,
+                       device: torch.Tensor | None) -> torch.Tensor | None:
+    """``forward``'s old ``device=`` keyword: warn and pass it on as ``source``."""
+    if device is None:
+        return source
+    if source is not None:
+        raise TypeError("forward() got both source= and its deprecated name device=")
+    warnings.warn("forward(x, device=...) is deprecated: the recording device is now "
+                  "called source, use forward(x, source=...)", DeprecationWarning,
+                  stacklevel=3)
+    return device
 
 
 def build_model(topology: str, pooling: str, strategy: str, cond_layer: int | None = None,
-                n_classes: int = 10, n_devices: int = 3, width: float = 1.0,
+                n_classes: int = 10, n_sources: int = 3, width: float = 1.0,
                 n_frames: int = 320, n_mels: int = 64,
                 attention: str = "released") -> CAANet:
     """Build one of the paper's models, initialised as released.
@@ -248,5 +267,5 @@ def build_model(topology: str, pooling: str, strategy: str, cond_layer: int | No
     ``released`` (authors' code) or ``paper`` (Eqs. 5-6 as written). Invalid arguments
     raise :class:`ModelConfigError` (a ValueError) listing the allowed values.
     """
-    return CAANet(topology, pooling, strategy, cond_layer, n_classes, n_devices, width,
+    return CAANet(topology, pooling, strategy, cond_layer, n_classes, n_sources, width,
                   n_frames, n_mels, attention)

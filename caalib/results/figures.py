@@ -138,9 +138,9 @@ def fig7(run_dir: str | Path, out_dir: str | Path, *, name: str = "fig7") -> dic
     themselves are in attention.npz.
     """
     run_dir = Path(run_dir)
-    z = read_attention(run_dir)  # checked: shapes, rows, scenes and devices
+    z = read_attention(run_dir)  # checked: shapes, rows, scenes and sources
     att = z["attention"]
-    devices, scenes, predicted = z["device"], z["scene_label"], z["predicted"]
+    devices, scenes, predicted = z["source"], z["scene_label"], z["predicted"]
     apply_style()
     fig, axes = plt.subplots(len(DEVICES), len(SCENES), figsize=(2.0 * len(SCENES), 5.4),
                              squeeze=False, sharex=True, sharey=True)

@@ -37,7 +37,7 @@ from ..rundir import (
     METRICS_FILE,
     RunStoreError,
     RunStoreWarning,
-    eval_devices,
+    eval_sources,
     identity_differences,
     read_config_dict,
     read_metrics,
@@ -63,9 +63,9 @@ def read_run(run_dir: str | Path, config: dict[str, Any] | None = None) -> dict[
     run_dir = Path(run_dir)
     cfg = read_config_dict(run_dir) if config is None else config
     met = read_metrics(run_dir)
-    if cfg["strategy"] == "single" and eval_devices(met) != [cfg["train_device"]]:
+    if cfg["strategy"] == "single" and eval_sources(met) != [cfg["train_source"]]:
         raise RunStoreError(f"{run_dir / METRICS_FILE}: a single-device run on "
-                            f"{cfg['train_device']} scored on devices {eval_devices(met)}")
+                            f"{cfg['train_source']} scored on devices {eval_sources(met)}")
     acc = met["accuracy"]
     row: dict[str, Any] = {"name": run_dir.name}
     row.update({f: cfg[f] for f in CONFIG_FIELDS})

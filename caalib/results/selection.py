@@ -64,7 +64,7 @@ def pick_runs(runs: pd.DataFrame, topology: str, pooling: str, strategy: str,
         sel = sel[sel["cond_layer"] == chosen]
     sel = sel.sort_values("seed", kind="stable")
     if strategy == "single":
-        return sel.drop_duplicates("train_device").sort_values("train_device")
+        return sel.drop_duplicates("train_source").sort_values("train_source")
     return sel.head(1)
 
 

@@ -113,14 +113,14 @@ def _single_rows(single: pd.DataFrame) -> pd.DataFrame:
     """Device rows from each device's own single-device runs, and their Avg per seed."""
     parts = []
     for dev in DEVICES:
-        d = single[single["train_device"] == dev]
+        d = single[single["train_source"] == dev]
         s = _summarise(d, ["topology", "pooling"], f"acc_{dev}")
         parts.append(s.assign(device=dev))
-    per_seed = single.assign(_acc=[r[f"acc_{r['train_device']}"] for _, r in single.iterrows()]
+    per_seed = single.assign(_acc=[r[f"acc_{r['train_source']}"] for _, r in single.iterrows()]
                              if not single.empty else [])
     if not per_seed.empty:
         wide = per_seed.pivot_table(index=["topology", "pooling", "seed"],
-                                    columns="train_device", values="_acc", aggfunc="mean")
+                                    columns="train_source", values="_acc", aggfunc="mean")
         wide = wide.reindex(columns=list(DEVICES))
         complete = wide.dropna()
         avg = complete.mean(axis=1).rename("acc_avg").reset_index()
@@ -137,7 +137,7 @@ def _strategy_table(runs: pd.DataFrame, dataset: str, table: str, layers: str | 
     else:
         chosen = best_layers(table1(runs, paper_dir=paper_dir), layers)
     parts = []
-    single = runs[(runs["strategy"] == "single") & runs["train_device"].notna()]
+    single = runs[(runs["strategy"] == "single") & runs["train_source"].notna()]
     s = _single_rows(single)
     if not s.empty:
         parts.append(s.assign(strategy="single"))

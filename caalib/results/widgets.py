@@ -48,7 +48,7 @@ class AttentionClips:
     attention: np.ndarray  # (N, K, T', F')
     logmel: np.ndarray  # (N, T, F)
     filename: np.ndarray
-    device: np.ndarray
+    source: np.ndarray  # the recording device of each clip (a, b, c)
     scene_label: np.ndarray
     predicted: np.ndarray
 
@@ -87,8 +87,8 @@ def run_label(run_dir: str | os.PathLike[str]) -> str:
     except RunStoreError:
         return run_dir.name
     parts = [str(cfg[k]) for k in ("topology", "pooling", "strategy")]
-    if cfg["train_device"]:
-        parts.append(f"device {cfg['train_device']}")
+    if cfg["train_source"]:
+        parts.append(f"device {cfg['train_source']}")
     if cfg["cond_layer"] is not None:
         parts.append(f"layer {cfg['cond_layer']}")
     return f"{' / '.join(parts)}  ({run_dir.name})"
@@ -110,15 +110,15 @@ def scenes_of(clips: AttentionClips) -> list[str]:
     return [s for s in SCENES if s in present]
 
 
-def devices_of(clips: AttentionClips, scene: str) -> list[str]:
+def sources_of(clips: AttentionClips, scene: str) -> list[str]:
     """Devices with at least one clip of ``scene``, in the fixed device order."""
-    present = set(clips.device[clips.scene_label == scene])
+    present = set(clips.source[clips.scene_label == scene])
     return [d for d in DEVICES if d in present]
 
 
-def select_clips(clips: AttentionClips, scene: str, device: str) -> list[int]:
-    """Indices of the clips of ``scene`` recorded on ``device`` (in file order)."""
-    mask = (clips.scene_label == scene) & (clips.device == device)
+def select_clips(clips: AttentionClips, scene: str, source: str) -> list[int]:
+    """Indices of the clips of ``scene`` recorded on ``source`` (in file order)."""
+    mask = (clips.scene_label == scene) & (clips.source == source)
     return [int(i) for i in np.flatnonzero(mask)]
 
 
@@ -155,7 +155,7 @@ def render_png(clips: AttentionClips, index: int, mode: str = "true", dpi: int =
     im_mel = ax_mel.imshow(mel, origin="lower", aspect="auto", cmap="magma",
                   extent=(0, n_frames, 0, n_mels))
     ax_mel.set_ylabel("mel bin")
-    ax_mel.set_title(f"{clips.filename[index]}  (device {clips.device[index].upper()})",
+    ax_mel.set_title(f"{clips.filename[index]}  (device {clips.source[index].upper()})",
                      fontsize=9)
     im = ax_att.imshow(att, origin="lower", aspect="auto", cmap="jet",
                        extent=(0, n_frames, 0, n_mels), interpolation="nearest")
@@ -196,21 +196,21 @@ class HeatmapBrowser:
                                 value=self.runs[0], description="Model",
                                 layout=w.Layout(width="640px"))
         self.scene = w.Dropdown(description="Scene")
-        self.device = w.Dropdown(description="Device")
+        self.source = w.Dropdown(description="Device")
         self.clip = w.Dropdown(description="Clip", layout=w.Layout(width="480px"))
         self.mode = w.ToggleButtons(options=[("true scene", "true"), ("predicted", "predicted")],
                                     value=mode, description="Class")
         self.info = w.HTML()
         self.image = w.Image(format="png")
-        for name in ("model", "scene", "device", "clip", "mode", "info", "image"):
+        for name in ("model", "scene", "source", "clip", "mode", "info", "image"):
             getattr(self, name).add_class(f"caa-{name}")
         self.model.observe(self._on_model, names="value")
         self.scene.observe(self._on_scene, names="value")
-        self.device.observe(self._on_device, names="value")
+        self.source.observe(self._on_source, names="value")
         self.clip.observe(self._on_render, names="value")
         self.mode.observe(self._on_render, names="value")
         self.widget = w.VBox([
-            self.model, w.HBox([self.scene, self.device]), self.clip, self.mode,
+            self.model, w.HBox([self.scene, self.source]), self.clip, self.mode,
             self.info, self.image,
         ])
         self._on_model()
@@ -239,17 +239,17 @@ class HeatmapBrowser:
     def _on_scene(self, *_: Any) -> None:
         if self._busy:
             return
-        keep = self.device.value
-        devices = devices_of(self.clips, self.scene.value)
+        keep = self.source.value
+        sources = sources_of(self.clips, self.scene.value)
         with self._hold():
-            self.device.options = [(d.upper(), d) for d in devices]
-            self.device.value = keep if keep in devices else devices[0]
-        self._on_device()
+            self.source.options = [(d.upper(), d) for d in sources]
+            self.source.value = keep if keep in sources else sources[0]
+        self._on_source()
 
-    def _on_device(self, *_: Any) -> None:
+    def _on_source(self, *_: Any) -> None:
         if self._busy:
             return
-        idx = select_clips(self.clips, self.scene.value, self.device.value)
+        idx = select_clips(self.clips, self.scene.value, self.source.value)
         with self._hold():
             self.clip.options = [(Path(self.clips.filename[i]).name, i) for i in idx]
             self.clip.value = idx[0]
@@ -264,7 +264,7 @@ class HeatmapBrowser:
         self.info.value = (
             f"<b>true:</b> {SCENE_TITLES[true]} &nbsp; <b>predicted:</b> "
             f"<span style='color:{colour}'>{SCENE_TITLES[pred]}</span> &nbsp; "
-            f"<b>device:</b> {clips.device[i].upper()} &nbsp; <b>map:</b> "
+            f"<b>device:</b> {clips.source[i].upper()} &nbsp; <b>map:</b> "
             f"{SCENE_TITLES[class_for(clips, i, self.mode.value)]}"
         )
         self.image.value = render_png(clips, i, self.mode.value)
@@ -274,15 +274,15 @@ class HeatmapBrowser:
 
     # -- public -------------------------------------------------------------------------
     def select(self, *, model: str | os.PathLike[str] | None = None, scene: str | None = None,
-               device: str | None = None, mode: str | None = None) -> HeatmapBrowser:
+               source: str | None = None, mode: str | None = None) -> HeatmapBrowser:
         """Change the selection as a reader would, one dropdown after another."""
         if model is not None:
             self.model.value = Path(model) if Path(model).is_absolute() else (
                 runs_dir(self.results_dir) / str(model))
         if scene is not None:
             self.scene.value = scene
-        if device is not None:
-            self.device.value = device
+        if source is not None:
+            self.source.value = source
         if mode is not None:
             self.mode.value = mode
         return self

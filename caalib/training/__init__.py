@@ -16,7 +16,7 @@ from .config import (
     TrainConfig,
 )
 from .data import RunData, attention_clips, batch_indices, holdout_mask, load_run_data
-from .engine import Engine, lr_at, resolve_device, summary_line, train
+from .engine import Engine, lr_at, resolve_accelerator, summary_line, train
 from .runstore import HISTORY_COLUMNS, METRICS_KEYS, PREDICTION_COLUMNS, RUN_FILES
 from .sweep import (
     BEST_LAYER,
@@ -34,5 +34,5 @@ __all__ = [
     "METRICS_KEYS", "MODELS", "PREDICTION_COLUMNS", "PROFILES", "RUN_FILES", "STRATEGIES",
     "TABLE_DATASET", "Engine", "RunData", "TrainConfig", "attention_clips", "batch_indices",
     "enumerate_runs", "holdout_mask", "load_run_data", "lr_at", "parse_models", "plan_frame",
-    "resolve_device", "run_status", "run_sweep", "summary_line", "train",
+    "resolve_accelerator", "run_status", "run_sweep", "summary_line", "train",
 ]

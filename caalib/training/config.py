@@ -19,7 +19,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from ..constants import DATASETS, DEVICES
+from ..constants import ACCELERATORS, DATASETS, DEVICES
 from ..errors import ConfigError
 from ..spec import (  # the model vocabulary, re-exported for the training API
     ATTENTION_VARIANTS,
@@ -32,7 +32,6 @@ PROFILES_NAMES: tuple[str, ...] = ("tiny", "demo", "paper")
 LR_DECAY_MODES: tuple[str, ...] = ("released", "paper")
 LAMBDA_MODES: tuple[str, ...] = ("released", "clean", "learned")
 ATTENTION_MODES: tuple[str, ...] = ATTENTION_VARIANTS
-TORCH_DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 PRECISIONS: tuple[str, ...] = ("auto", "bf16", "fp32")
 #: As in caalib.features.recipe (repeated so configs validate without the audio stack).
 RESAMPLERS: tuple[str, ...] = ("kaiser_best", "soxr_hq")
@@ -41,7 +40,7 @@ RESAMPLERS: tuple[str, ...] = ("kaiser_best", "soxr_hq")
 #: kind). A finished run is reused when everything else matches, so a sweep re-run with
 #: another checkpoint interval or on another accelerator does not retrain.
 EXECUTION_FIELDS: frozenset[str] = frozenset(
-    {"device", "fast", "compile", "checkpoint_every", "eval_schedule"})
+    {"accelerator", "fast", "compile", "checkpoint_every", "eval_schedule"})
 EVAL_SCHEDULES: tuple[str, ...] = ("auto", "dense")
 
 
@@ -60,7 +59,7 @@ class TrainConfig:
       accuracy of CNN-d on the *evaluate* split reaches ``lambda_threshold`` (0.98),
       then ``lambda_after`` (1e-4) - a test-data leak the paper and code share;
       ``"clean"`` measures that accuracy on a held-out ``holdout_fraction`` of the
-      training split (stratified by device, never trained on); ``"learned"`` replaces
+      training split (stratified by source, never trained on); ``"learned"`` replaces
       the switch with uncertainty weighting (Kendall et al., 2018), the paper's own
       future work. The switch is checked at every evaluation and never switches back:
       the notes' "λ = 1 until ... reaches 0.98, then 1e-4" describes one transition.
@@ -87,7 +86,9 @@ class TrainConfig:
       ``eval_every`` iterations only where a rule reads it (the released λ of multi-task
       runs) and about ten times a run otherwise; ``"dense"`` every ``eval_every``. The
       final metrics are the same either way; only the training curves are coarser.
-    - ``device`` ("auto"/"cpu"/"cuda") is the torch device; ``fast`` turns on
+    - ``train_source``: the recording device (a, b or c; DCASE's ``source_label``) a
+      ``single`` run trains and is scored on; None for the other strategies.
+    - ``accelerator`` ("auto"/"cpu"/"cuda") is the torch device; ``fast`` turns on
       channels_last and fused Adam on CUDA (no effect on CPU) and lets ``precision="auto"``
       choose bf16; ``compile`` wraps the model in ``torch.compile``.
     """
@@ -96,7 +97,7 @@ class TrainConfig:
     topology: str = "atrous"
     pooling: str = "att"
     strategy: str = "joint"
-    train_device: str | None = None
+    train_source: str | None = None
     cond_layer: int | None = None
     profile: str = "paper"
     seed: int = 0
@@ -125,7 +126,7 @@ class TrainConfig:
     cpu_threads: int = 1
     data_fingerprint: str | None = None
     eval_schedule: str = "auto"
-    device: str = "auto"
+    accelerator: str = "auto"
     fast: bool = True
     compile: bool = False
 
@@ -151,6 +152,10 @@ class TrainConfig:
         """Build from a parsed ``config.json``; every problem names ``source`` and field."""
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: expected a JSON object, got {type(data).__name__}")
+        for old, new in RENAMED_FIELDS.items():
+            if old in data and new not in data:
+                raise ConfigError(f"{source}: field {old!r} was renamed {new!r} (written by "
+                                  "an older version of the study: retrain the run)")
         unknown = sorted(set(data) - _FIELD_NAMES)
         if unknown:
             raise ConfigError(f"{source}: field {unknown[0]!r}: unknown TrainConfig field")
@@ -218,9 +223,9 @@ class TrainConfig:
         return self.model_spec.conditioned
 
     @property
-    def eval_devices(self) -> tuple[str, ...]:
-        """The devices the run is trained and scored on."""
-        return (self.train_device,) if self.strategy == "single" else DEVICES
+    def eval_sources(self) -> tuple[str, ...]:
+        """The sources (recording devices) the run is trained and scored on."""
+        return (self.train_source,) if self.strategy == "single" else DEVICES
 
     @property
     def uses_holdout(self) -> bool:
@@ -229,15 +234,15 @@ class TrainConfig:
 
     @property
     def run_name(self) -> str:
-        """``<dataset>-<topology>-<pooling>-<strategy>[-<dev>][-L<l>]-<profile>-s<seed>``.
+        """``<dataset>-<topology>-<pooling>-<strategy>[-<source>][-L<l>]-<profile>-s<seed>``.
 
         Follows docs/architecture.md. When a faithfulness switch is off its released
         default, a suffix names it (``-lr_paper``, ``-lambda_clean``, ``-att_paper``) so
         the variants of one run never share a directory.
         """
         parts = [self.dataset, self.topology, self.pooling.replace("+", "_"), self.strategy]
-        if self.train_device is not None:
-            parts.append(self.train_device)
+        if self.train_source is not None:
+            parts.append(self.train_source)
         if self.cond_layer is not None:
             parts.append(f"L{self.cond_layer}")
         parts += [self.profile, f"s{self.seed}"]
@@ -277,6 +282,10 @@ PROFILES: dict[str, dict[str, Any]] = {
 }
 
 _FIELD_NAMES = frozenset(f.name for f in fields(TrainConfig))
+#: Fields renamed since runs were first written (old -> new); a config.json holding an
+#: old name is refused, naming the new one. The recording device is ``train_source``,
+#: the torch device ``accelerator`` (docs/architecture.md, "Vocabulary").
+RENAMED_FIELDS: dict[str, str] = {"train_device": "train_source", "device": "accelerator"}
 #: Fields a config.json must contain: every field that decides what a run computes. A
 #: missing faithfulness switch (``lr_decay``, ``lambda_mode``, ...) must not silently
 #: read as its default; the execution-only fields may be absent.
@@ -298,7 +307,7 @@ def _resolve_precision(cfg: TrainConfig) -> None:
     names: bf16 + TF32 on CUDA with ``fast``, true fp32 otherwise (the released code's)."""
     if cfg.precision != "auto" and cfg.tf32 is not None:
         return
-    cuda = cfg.device == "cuda" or (cfg.device == "auto" and _cuda_available())
+    cuda = cfg.accelerator == "cuda" or (cfg.accelerator == "auto" and _cuda_available())
     if cfg.precision == "auto":
         object.__setattr__(cfg, "precision", "bf16" if cuda and cfg.fast else "fp32")
     if cfg.tf32 is None:
@@ -353,19 +362,19 @@ def _validate(cfg: TrainConfig) -> None:
     _choice("profile", cfg.profile, PROFILES_NAMES)
     _choice("lr_decay", cfg.lr_decay, LR_DECAY_MODES)
     _choice("lambda_mode", cfg.lambda_mode, LAMBDA_MODES)
-    _choice("device", cfg.device, TORCH_DEVICES)
+    _choice("accelerator", cfg.accelerator, ACCELERATORS)
     _choice("resampler", cfg.resampler, RESAMPLERS)
     _choice("eval_schedule", cfg.eval_schedule, EVAL_SCHEDULES)
     _choice("precision", cfg.precision, PRECISIONS)
     _resolve_precision(cfg)
 
     if cfg.strategy == "single":
-        if cfg.train_device is None:
-            raise ConfigError("train_device: required for strategy 'single' (one of a, b, c)")
-        _choice("train_device", cfg.train_device, DEVICES)
-    elif cfg.train_device is not None:
+        if cfg.train_source is None:
+            raise ConfigError("train_source: required for strategy 'single' (one of a, b, c)")
+        _choice("train_source", cfg.train_source, DEVICES)
+    elif cfg.train_source is not None:
         raise ConfigError(
-            f"train_device: only strategy 'single' trains on one device; "
+            f"train_source: only strategy 'single' trains on one source; "
             f"must be null for {cfg.strategy!r}"
         )
 

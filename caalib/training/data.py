@@ -36,8 +36,8 @@ class Split:
 
     x: np.ndarray  # (N, T, F) float32, standardised
     scene: np.ndarray  # (N,) int64
-    device: np.ndarray  # (N,) int64
-    meta: pd.DataFrame  # filename, device (letter), scene_label, identifier, segment
+    source: np.ndarray  # (N,) int64: the recording device's index in DEVICES
+    meta: pd.DataFrame  # filename, source (letter), scene_label, identifier, segment
 
     def __len__(self) -> int:
         return len(self.scene)
@@ -92,16 +92,16 @@ def batch_indices(n: int, batch_size: int, seed: int, step: int, count: int = 1)
 
 
 # ---------------------------------------------------------------------- selection
-def holdout_mask(devices: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """A ``fraction`` of the rows of each device, drawn by ``seed``, as a boolean mask.
+def holdout_mask(sources: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """A ``fraction`` of the rows of each source, drawn by ``seed``, as a boolean mask.
 
-    Stratified by device so the held-out device accuracy weighs A, B and C as the
-    training data does; each device with at least two clips keeps one out and one in.
+    Stratified by source so the held-out device accuracy weighs A, B and C as the
+    training data does; each source with at least two clips keeps one out and one in.
     """
     rng = np.random.default_rng([seed, 1_000_003])
-    mask = np.zeros(len(devices), dtype=bool)
-    for dev in np.unique(devices):
-        rows = np.flatnonzero(devices == dev)
+    mask = np.zeros(len(sources), dtype=bool)
+    for dev in np.unique(sources):
+        rows = np.flatnonzero(sources == dev)
         if len(rows) < 2:
             continue
         k = min(len(rows) - 1, max(1, int(round(fraction * len(rows)))))
@@ -109,27 +109,27 @@ def holdout_mask(devices: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     return mask
 
 
-def attention_clips(meta: pd.DataFrame, devices: tuple[str, ...]) -> np.ndarray:
+def attention_clips(meta: pd.DataFrame, sources: tuple[str, ...]) -> np.ndarray:
     """Rows of ``meta`` (the evaluate split) whose attention maps a run keeps.
 
     For each scene, one parallel recording: the first ``(identifier, segment)`` in
-    sorted order that is present on all three devices (or, where none is, on the most
-    devices), then its clips on ``devices`` in device order.
+    sorted order that is present on all three sources (or, where none is, on the most
+    sources), then its clips on ``sources`` in source order.
     """
     rows: list[int] = []
     for scene in SCENES:
         sub = meta[meta["scene_label"] == scene]
         if sub.empty:
             continue
-        groups = sub.groupby(["identifier", "segment"], sort=True)["device"].agg(set)
+        groups = sub.groupby(["identifier", "segment"], sort=True)["source"].agg(set)
         best = None
-        for key in groups.index:  # sorted; a later group wins only with more devices
+        for key in groups.index:  # sorted; a later group wins only with more sources
             if best is None or len(groups[key]) > len(groups[best]):
                 best = key
         ident, seg = best
-        for dev in devices:
+        for dev in sources:
             hit = sub.index[(sub["identifier"] == ident) & (sub["segment"] == seg)
-                            & (sub["device"] == dev)]
+                            & (sub["source"] == dev)]
             rows.extend(int(meta.index.get_loc(i)) for i in hit[:1])
     return np.asarray(rows, dtype=np.int64)
 
@@ -287,7 +287,7 @@ def _read_table(data_dir: Path) -> _TableSource:
     ds = read_dataset(data_dir)
     meta = pd.DataFrame({
         "filename": ds["filename"].astype(str).to_numpy(),
-        "device": ds["source_label"].astype(str).to_numpy(),
+        "source": ds["source_label"].astype(str).to_numpy(),
         "scene_label": ds["scene_label"].astype(str).to_numpy(),
         "identifier": ds["identifier"].astype(str).to_numpy(),
         "segment": ds["segment"].astype(int).to_numpy(),
@@ -365,7 +365,7 @@ def _split(x: np.ndarray, meta: pd.DataFrame, mean: np.ndarray, std: np.ndarray)
     return Split(
         x=np.ascontiguousarray(standardise(x, mean, std)),
         scene=meta["scene_label"].map(SCENE_INDEX).to_numpy(np.int64),
-        device=meta["device"].map(DEVICE_INDEX).to_numpy(np.int64),
+        source=meta["source"].map(DEVICE_INDEX).to_numpy(np.int64),
         meta=meta.reset_index(drop=True),
     )
 
@@ -402,7 +402,7 @@ def load_run_data(config: TrainConfig, feature_path: str | Path, data_dir: str |
     if row_of.index.has_duplicates:
         raise FeatureError(f"{feature_path}: duplicate filenames in the feature file")
 
-    meta = table.meta[table.meta["device"].isin(config.eval_devices)]
+    meta = table.meta[table.meta["source"].isin(config.eval_sources)]
     missing = sorted(set(meta["filename"]) - set(row_of.index))
     if missing:
         raise FeatureError(
@@ -414,12 +414,12 @@ def load_run_data(config: TrainConfig, feature_path: str | Path, data_dir: str |
     for name, part in (("train", train_meta), ("evaluate", eval_meta)):
         if part.empty:
             raise FeatureError(
-                f"{data_dir}: no {name} clips for devices {', '.join(config.eval_devices)}"
+                f"{data_dir}: no {name} clips for sources {', '.join(config.eval_sources)}"
             )
 
     holdout_meta = None
     if config.uses_holdout:
-        mask = holdout_mask(train_meta["device"].to_numpy(), config.holdout_fraction,
+        mask = holdout_mask(train_meta["source"].to_numpy(), config.holdout_fraction,
                             config.seed)
         holdout_meta, train_meta = train_meta[mask], train_meta[~mask]
 
@@ -433,15 +433,15 @@ def load_run_data(config: TrainConfig, feature_path: str | Path, data_dir: str |
     mean, std = fit_standardiser(train_x)  # training clips only (held-out excluded)
     eval_x = take(eval_meta)
     eval_meta = eval_meta.reset_index(drop=True)
-    # the parallel recording is chosen among all devices, so a single-device run shows
+    # the parallel recording is chosen among all sources, so a single-source run shows
     # the same recordings as the others
-    chosen = table.attention.get(config.eval_devices)
+    chosen = table.attention.get(config.eval_sources)
     if chosen is None:
         all_eval = table.meta[table.meta["split"] == "evaluate"].reset_index(drop=True)
         chosen = all_eval["filename"].iloc[
-            attention_clips(all_eval, config.eval_devices)].to_numpy()
+            attention_clips(all_eval, config.eval_sources)].to_numpy()
         chosen.setflags(write=False)
-        table.attention[config.eval_devices] = chosen
+        table.attention[config.eval_sources] = chosen
     position = pd.Series(np.arange(len(eval_meta)), index=eval_meta["filename"])
     att = position.loc[chosen].to_numpy(np.int64)
     return RunData(
@@ -456,6 +456,6 @@ def load_run_data(config: TrainConfig, feature_path: str | Path, data_dir: str |
     )
 
 
-def device_counts(split: Split) -> dict[str, int]:
-    """Clips per device letter (for logging and tests)."""
-    return {d: int((split.device == i).sum()) for i, d in enumerate(DEVICES)}
+def source_counts(split: Split) -> dict[str, int]:
+    """Clips per source letter (for logging and tests)."""
+    return {d: int((split.source == i).sum()) for i, d in enumerate(DEVICES)}

@@ -86,9 +86,10 @@ def lr_at(config: TrainConfig, step: int) -> float:
     return config.lr * config.lr_decay_factor ** (step // config.lr_decay_every)
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when available; asking for CUDA without one is a ConfigError."""
-    return resolve_torch_device(name, field="device")
+def resolve_accelerator(name: str) -> torch.device:
+    """The torch device of ``TrainConfig.accelerator``: ``auto`` picks CUDA when
+    available; asking for CUDA without one is a ConfigError."""
+    return resolve_torch_device(name, field="accelerator")
 
 
 class UncertaintyWeights(nn.Module):
@@ -183,12 +184,12 @@ class Engine:
 
     # -- data on the torch device ------------------------------------------------------
     def tensors(self, name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(x, scene, device) of split ``name``, moved to the torch device once."""
+        """(x, scene, source) of split ``name``, moved to the torch device once."""
         if name not in self._on_device:
             split: Split = getattr(self.data, name)
             self._on_device[name] = tuple(  # copies: pandas/numpy views may be read-only
                 torch.tensor(np.asarray(a)).to(self.device)
-                for a in (split.x, split.scene, split.device)
+                for a in (split.x, split.scene, split.source)
             )
         return self._on_device[name]  # type: ignore[return-value]
 
@@ -208,11 +209,11 @@ class Engine:
         """One Adam step; returns (loss, loss_scene, loss_device, λ) as a device tensor."""
         cfg = self.config
         with self.autocast():
-            out = self.forward(xb, device=db if cfg.strategy == "teacher_forcing" else None)
+            out = self.forward(xb, source=db if cfg.strategy == "teacher_forcing" else None)
         loss_scene = F.nll_loss(out.scene.float(), yb)
         nan = torch.full((), float("nan"), device=xb.device)
         if cfg.strategy == "multi_task":
-            loss_device = F.nll_loss(out.device.float(), db)
+            loss_device = F.nll_loss(out.source.float(), db)
             if self.weighting is not None:
                 loss = self.weighting(loss_scene, loss_device)
                 lam_t = self.weighting.effective_lambda()
@@ -231,29 +232,29 @@ class Engine:
     @torch.no_grad()
     def predict(self, name: str, rows: np.ndarray | None = None,
                 want_attention: bool = False) -> dict[str, np.ndarray | None]:
-        """Scene/device log-probabilities (and attention) of split ``name`` in eval mode."""
+        """Scene/source log-probabilities (and attention) of split ``name`` in eval mode."""
         x, _, dev = self.tensors(name)
         if rows is not None:
             idx = torch.tensor(np.array(rows, dtype=np.int64)).to(self.device)
             x, dev = x[idx], dev[idx]
         self.model.eval()
         bs = max(2 * self.config.batch_size, 32)
-        scenes, devices, atts = [], [], []
+        scenes, sources, atts = [], [], []
         try:
             for start in range(0, x.shape[0], bs):
                 with self.autocast():
-                    out = self.forward(x[start:start + bs], device=dev[start:start + bs]
+                    out = self.forward(x[start:start + bs], source=dev[start:start + bs]
                                        if self.config.strategy == "teacher_forcing" else None)
                 scenes.append(out.scene.float())
-                if out.device is not None:
-                    devices.append(out.device.float())
+                if out.source is not None:
+                    sources.append(out.source.float())
                 if want_attention and out.attention is not None:
                     atts.append(out.attention.float())
         finally:
             self.model.train()
         return {
             "scene": torch.cat(scenes).cpu().numpy(),
-            "device": torch.cat(devices).cpu().numpy() if devices else None,
+            "source": torch.cat(sources).cpu().numpy() if sources else None,
             "attention": torch.cat(atts).cpu().numpy() if atts else None,
         }
 
@@ -262,10 +263,10 @@ class Engine:
         split = self.data.evaluate
         pred = self.predict("evaluate")
         y_pred = pred["scene"].argmax(axis=1)
-        metrics = device_metrics(split.scene, y_pred, split.meta["device"].to_numpy())
+        metrics = device_metrics(split.scene, y_pred, split.meta["source"].to_numpy())
         recall = (
-            device_recall(split.device, pred["device"].argmax(axis=1))
-            if pred["device"] is not None else None
+            device_recall(split.source, pred["source"].argmax(axis=1))
+            if pred["source"] is not None else None
         )
         metrics["device_recall"] = recall
         metrics["device_accuracy"] = _macro(recall)
@@ -296,7 +297,7 @@ class Engine:
             acc = eval_metrics["device_accuracy"]
         else:
             pred = self.predict("holdout")
-            acc = _macro(device_recall(self.data.holdout.device, pred["device"].argmax(axis=1)))
+            acc = _macro(device_recall(self.data.holdout.source, pred["source"].argmax(axis=1)))
         acc = float("nan") if acc is None else float(acc)
         self.decision_log.append((self.step, name, acc))
         low = acc >= self.config.lambda_threshold  # NaN (no clips) compares False: λ = 1
@@ -423,7 +424,7 @@ class Engine:
         scores = pred["scene"]
         frame = pd.DataFrame({
             "filename": split.meta["filename"],
-            "device": split.meta["device"],
+            "source": split.meta["source"],
             "scene_label": split.meta["scene_label"],
             "predicted": np.asarray(SCENES)[scores.argmax(axis=1)],
         })
@@ -439,7 +440,7 @@ class Engine:
                 "attention": att["attention"].astype(np.float32),
                 "logmel": self.data.attention_logmel.astype(np.float32),
                 "filename": meta["filename"].to_numpy(str),
-                "device": meta["device"].to_numpy(str),
+                "source": meta["source"].to_numpy(str),
                 "scene_label": meta["scene_label"].to_numpy(str),
                 "predicted": np.asarray(SCENES)[att["scene"].argmax(axis=1)].astype(str),
             })
@@ -479,7 +480,7 @@ def train(
     """
     if not isinstance(config, TrainConfig):
         raise ConfigError(f"config: expected a TrainConfig, got {type(config).__name__}")
-    device = resolve_device(config.device)
+    device = resolve_accelerator(config.accelerator)
     if device.type != "cuda" and (config.precision == "bf16" or config.tf32):
         raise ConfigError(
             f"precision: {config.precision} with tf32={config.tf32} needs CUDA, but this run "
@@ -501,8 +502,8 @@ def train(
 
     if feature_path is None:  # the cache: built on first use, reused while inputs match
         feature_path = extract_features(
-            data_path, default_feature_path(data_path, config.resampler), device=device.type,
-            progress=progress, resampler=config.resampler)
+            data_path, default_feature_path(data_path, config.resampler),
+            accelerator=device.type, progress=progress, resampler=config.resampler)
         feature_fp = load_feature_fingerprint(feature_path)
     else:  # a file named by the caller must still describe the data at hand (in a
         # sweep's process, a check already passed is rechecked by stat: `data_reuse`)

@@ -85,7 +85,7 @@ def floor(configs: Sequence[TrainConfig], n_eval_clips: int | None = None,
     if not configs:
         return Floor(0, 0.0, 0.0, 1.0, "no")
     first = configs[0]
-    device = resolve_torch_device(first.device, field="device").type
+    device = resolve_torch_device(first.accelerator, field="accelerator").type
     train = evaluate = 0.0
     for c in configs:
         s = model_summary(dict(topology=c.topology, pooling=c.pooling, strategy=c.strategy,

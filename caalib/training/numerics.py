@@ -25,25 +25,26 @@ import torch
 
 from .config import TrainConfig
 from .data import RunData, Split
-from .engine import Engine, resolve_device, torch_settings
+from .engine import Engine, resolve_accelerator, torch_settings
 
 
 # ---------------------------------------------------------------------- learnable data
 @dataclass
 class SyntheticData:
-    """A small learnable training set: each scene adds its own pattern, each device
-    its own spectral tilt, so both losses can fall (the numerics check needs that)."""
+    """A small learnable training set: each scene adds its own pattern, each source
+    (recording device) its own spectral tilt, so both losses can fall (the numerics
+    check needs that)."""
 
     x: np.ndarray  # (N, T, F) float32
     scene: np.ndarray  # (N,) int64
-    device: np.ndarray  # (N,) int64
+    source: np.ndarray  # (N,) int64: the recording device's index
     order: np.ndarray  # (steps, batch) rows of every step, fixed by the seed
 
     def run_data(self) -> RunData:
         """The clips as an in-memory :class:`RunData` (train = evaluate, no holdout, no
         attention clips, identity standardisation): what an :class:`Engine` is built on."""
         n, frames, mels = self.x.shape
-        split = Split(x=self.x, scene=self.scene, device=self.device,
+        split = Split(x=self.x, scene=self.scene, source=self.source,
                       meta=pd.DataFrame({"filename": [f"clip{i}.wav" for i in range(n)]}))
         return RunData(
             train=split, evaluate=split, holdout=None,
@@ -58,14 +59,14 @@ def synthetic_data(n: int, frames: int, mels: int, batch: int, steps: int,
     """``n`` clips of ``frames`` x ``mels`` and the batch rows of ``steps`` updates."""
     rng = np.random.default_rng(seed)
     scene = np.arange(n) % 10
-    device = (np.arange(n) // 10) % 3
+    source = (np.arange(n) // 10) % 3
     pattern = rng.standard_normal((10, frames, mels)).astype(np.float32)
     tilt = np.linspace(-1.0, 1.0, mels, dtype=np.float32)[None, :] * np.array(
         [-1.0, 0.0, 1.0], dtype=np.float32)[:, None]
     x = rng.standard_normal((n, frames, mels)).astype(np.float32)
-    x += signal * pattern[scene] + signal * tilt[device][:, None, :]
+    x += signal * pattern[scene] + signal * tilt[source][:, None, :]
     order = rng.integers(0, n, size=(steps, batch))
-    return SyntheticData(x=x, scene=scene.astype(np.int64), device=device.astype(np.int64),
+    return SyntheticData(x=x, scene=scene.astype(np.int64), source=source.astype(np.int64),
                          order=order)
 
 
@@ -129,7 +130,7 @@ def _trajectory(config: TrainConfig, data: SyntheticData, device: torch.device,
         b = config.batch_size
         with torch.no_grad(), cast(), engine.autocast():
             pred = torch.cat([
-                engine.forward(x[i:i + b], device=d[i:i + b] if teacher else None)
+                engine.forward(x[i:i + b], source=d[i:i + b] if teacher else None)
                 .scene.float().argmax(dim=1) for i in range(0, x.shape[0], b)])
     return curve, float((pred.cpu().numpy() == data.scene).mean())
 
@@ -150,7 +151,7 @@ def check_fast_numerics(config: TrainConfig, *, frames: int = 32, mels: int = 32
     channels_last model (``cpu_autocast``; slow, but tiny here) - or plain fp32 when
     ``cpu_autocast`` is False.
     """
-    device = resolve_device(config.device)
+    device = resolve_accelerator(config.accelerator)
     data = synthetic_data(4 * config.batch_size, frames, mels, config.batch_size, steps,
                           seed=config.seed, signal=1.0)
     reference = config.replace(fast=False, compile=False, precision="fp32", tf32=False)

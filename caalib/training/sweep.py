@@ -59,7 +59,7 @@ def _strategy_runs(topology: str, pooling: str, **common: Any) -> list[TrainConf
     layer = BEST_LAYER[(topology, pooling)]
     base = dict(topology=topology, pooling=pooling, **common)
     runs = [
-        TrainConfig.from_profile(strategy="single", train_device=dev, cond_layer=None, **base)
+        TrainConfig.from_profile(strategy="single", train_source=dev, cond_layer=None, **base)
         for dev in DEVICES
     ]
     runs.append(TrainConfig.from_profile(strategy="joint", cond_layer=None, **base))
@@ -172,7 +172,7 @@ def _row(config: TrainConfig, status: str, metrics: dict[str, Any] | None,
     acc = (metrics or {}).get("accuracy", {}) if isinstance(metrics, dict) else {}
     return {
         "run_name": config.run_name, "topology": config.topology, "pooling": config.pooling,
-        "strategy": config.strategy, "train_device": config.train_device,
+        "strategy": config.strategy, "train_source": config.train_source,
         "cond_layer": config.cond_layer, "seed": config.seed, "status": status,
         **{f"acc_{k}": acc.get(k) for k in (*DEVICES, "avg")},
         "wall_time_s": (metrics or {}).get("wall_time_s") if isinstance(metrics, dict) else None,
