@@ -472,3 +472,86 @@ def write_significance(results_dir: str | Path, out_dir: str | Path, *,
         for key, table in tables.items():
             write_text(stage / SIGNIFICANCE_FILES[key], table.to_csv(index=False))
     return [out_dir / SIGNIFICANCE_FILES[k] for k in tables], tables
+
+
+# -- the significance results for a reader (notebook 05) -------------------------------
+
+#: The columns of :func:`compact_tests`, the table notebook 05 shows (the full table,
+#: :data:`STRATEGY_TEST_COLUMNS`, is ``significance_ours.csv``).
+COMPACT_TEST_COLUMNS: tuple[str, ...] = (
+    "model", "comparison", "test", "devices", "n", "effect", "p", "significant")
+
+_STRATEGY_WORDS = {"multi_task": "multi-task", "single": "single-device", "joint": "joint",
+                   "teacher_forcing": "teacher forcing"}
+
+
+def _strategy_words(strategy: str) -> str:
+    return _STRATEGY_WORDS.get(strategy, strategy)
+
+
+def compact_tests(tests: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+    """The key columns of :func:`strategy_tests`, one row per test, for reading.
+
+    ``comparison`` is "strategy 1 vs strategy 2", ``devices`` the clips tested (``avg``,
+    ``all`` or one device), ``effect`` acc1 - acc2 in percentage points (positive: the
+    first strategy is better), ``p`` the p-value and ``significant`` whether p < ``alpha``.
+    Columns :data:`COMPACT_TEST_COLUMNS`.
+    """
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+    out = pd.DataFrame({
+        "model": tests["model"],
+        "comparison": [f"{_strategy_words(a)} vs {_strategy_words(b)}"
+                       for a, b in zip(tests["strategy1"], tests["strategy2"], strict=True)],
+        "test": tests["test"].str.split(" ").str[0],
+        "devices": tests["device"],
+        "n": tests["n"].astype("Int64"),
+        "effect": 100.0 * (tests["acc1"].astype(float) - tests["acc2"].astype(float)),
+        "p": tests["p"].astype(float),
+        "significant": tests["p"].astype(float) < alpha,
+    }, columns=list(COMPACT_TEST_COLUMNS))
+    return out.reset_index(drop=True)
+
+
+def for_display(table: pd.DataFrame, decimals: int = 3, missing: str = "–") -> pd.DataFrame:
+    """``table`` rounded, with every missing value (NaN, None, ``<NA>``) shown as ``missing``.
+
+    pandas prints a float column's gaps as ``NaN`` and a nullable column's as ``<NA>``;
+    a reader should see one mark for "no value". Only for display: the result holds
+    objects, not numbers.
+    """
+    shown = table.round(decimals).astype(object)
+    return shown.where(table.notna(), missing)
+
+
+def significance_summary(tests: pd.DataFrame, alpha: float = 0.05,
+                         model: str = "atrous+att") -> str:
+    """One sentence on what our strategy tests found, from the results themselves.
+
+    The headline is the paper's own comparison made on our runs: the one-tailed z-test
+    of multi-task against single-device training of ``model`` (the paper's CAA-Net
+    topology by default), falling back to that model's, then any model's, first z-test;
+    followed by how many of all the tests reach ``alpha``.
+    """
+    if tests.empty:
+        return "On this run, no pair of training strategies of one model could be tested."
+    z_rows = tests[tests["test"].str.startswith("z")]
+    pick = z_rows[(z_rows["model"] == model) & (z_rows["strategy1"] == "multi_task")
+                  & (z_rows["strategy2"] == "single")]
+    for candidate in (z_rows[z_rows["model"] == model], z_rows):
+        if pick.empty:
+            pick = candidate
+    n_sig = int((tests["p"].astype(float) < alpha).sum())
+    tail = (f"{n_sig} of the {len(tests)} tests of our runs "
+            f"{'is' if n_sig == 1 else 'are'} significant at {alpha:g}.")
+    if pick.empty:
+        return f"On this run, {tail}"
+    row = pick.iloc[0]
+    s1, s2 = _strategy_words(row["strategy1"]), _strategy_words(row["strategy2"])
+    verdict = "significant" if row["p"] < alpha else "not significant"
+    direction = "better" if row["acc1"] > row["acc2"] else (
+        "worse" if row["acc1"] < row["acc2"] else "equal")
+    return (f"On this run, {s1} vs {s2} ({row['model']}, one-tailed z-test on Avg, "
+            f"n = {int(row['n'])}): {100 * row['acc1']:.1f} % vs {100 * row['acc2']:.1f} % "
+            f"({s1} {direction}), z = {row['z']:.3f}, p = {row['p']:.3g}, {verdict} at "
+            f"{alpha:g}. {tail[0].upper()}{tail[1:]}")

@@ -442,7 +442,8 @@ def test_cache_reused_and_rebuilt(tmp_path: Path, counted: list[int], capsys) ->
 
     assert extract_features(root, out, workers=1, progress=True) == out
     assert len(counted) == 1 and out.stat().st_mtime_ns == stamp
-    assert "reusing" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "reusing" in captured.out and "reusing" not in captured.err
 
     extract_features(root, out, workers=1, progress=False, force=True)
     assert len(counted) == 2

@@ -87,6 +87,22 @@ def test_receptive_field_figure(tmp_path: Path) -> None:
         receptive_field_figure(tmp_path, rf.drop(columns="rf_freq"))
 
 
+def test_receptive_field_legend_legible(tmp_path: Path, monkeypatch) -> None:
+    import caalib.results.figures as figures_mod
+
+    seen = []
+    monkeypatch.setattr(figures_mod, "save_figure",
+                        lambda fig, *a, **k: seen.append(fig) or {})
+    rf = pd.DataFrame({"topology": ["pool"] * 4, "block": [1, 2, 3, 4],
+                       "rf_time": [5, 14, 32, 68], "rf_freq": [5, 14, 32, 68]})
+    receptive_field_figure(tmp_path, rf)
+    (fig,) = seen
+    legends = [ax.get_legend() for ax in fig.axes]
+    assert legends and all(lg is not None for lg in legends)
+    sizes = [t.get_fontsize() for lg in legends for t in lg.get_texts()]
+    assert len(sizes) == 4 and min(sizes) >= 8  # points, at the size it is saved at
+
+
 def test_training_curves(runs_dir: Path, tmp_path: Path) -> None:
     dirs = sorted(runs_dir.glob("*atrous*"))
     data = _check(training_curves(dirs, tmp_path))

@@ -29,7 +29,14 @@ from caalib.datasets import (
 from caalib.errors import CaaError, DatasetError
 from caalib.results.selection import headline_run, pick_runs
 from caalib.results.spectra import device_mean_spectrum, device_shift, parallel_device_spectrum
-from caalib.stats import bootstrap_runs, strategy_tests
+from caalib.stats import (
+    COMPACT_TEST_COLUMNS,
+    bootstrap_runs,
+    compact_tests,
+    for_display,
+    significance_summary,
+    strategy_tests,
+)
 from caalib.study import KERNEL_NAME, notebooks
 
 NOTEBOOKS = notebooks()
@@ -52,6 +59,7 @@ def test_notebook_committed_clean_and_parametrised(path: Path) -> None:
     assert spec["name"] == KERNEL_NAME and spec["display_name"] == KERNEL_NAME
     assert spec["language"] == "python"
     code = [c for c in nb.cells if c.cell_type == "code"]
+    assert "outputs" not in nb.metadata and "widgets" not in nb.metadata
     for cell in code:
         assert cell.get("outputs") == [], f"{path.name}: a code cell carries outputs"
         assert cell.get("execution_count") is None, f"{path.name}: execution count left in"
@@ -65,6 +73,34 @@ def test_notebook_committed_clean_and_parametrised(path: Path) -> None:
     assert set(values) - set(PARAMETERS) <= ({"jobs"} if path.name.startswith("03") else set())
     tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1
+
+
+# what ipykernel reports for a Python kernel, less the interpreter version (which varies
+# between machines); JupyterLab rewrites a notebook on first save when any of it is missing
+LANGUAGE_INFO = {
+    "name": "python", "codemirror_mode": {"name": "ipython", "version": 3},
+    "file_extension": ".py", "mimetype": "text/x-python", "nbconvert_exporter": "python",
+    "pygments_lexer": "ipython3",
+}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_metadata_complete(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    info = dict(nb.metadata["language_info"])
+    info.pop("version", None)
+    assert info == LANGUAGE_INFO, f"{path.name}: incomplete language_info"
+    assert set(nb.metadata["kernelspec"]) == {"name", "display_name", "language"}
+    # byte-for-byte what nbformat writes (indent 1), so a save does not reformat it
+    assert path.read_text(encoding="utf-8") == nbformat.writes(nb) + "\n"
+
+
+def test_language_info_is_what_ipykernel_reports() -> None:
+    from ipykernel.ipkernel import IPythonKernel
+
+    reported = dict(IPythonKernel.language_info)
+    reported.pop("version")
+    assert reported == LANGUAGE_INFO
 
 
 # ---------------------------------------------------------------- the notebooks' helpers
@@ -203,6 +239,33 @@ def test_strategy_tests_on_crafted_runs(crafted_runs: Path) -> None:
     per_dev = tests[(tests["strategy2"] == "single") & tests["test"].str.startswith("McNemar")]
     assert sorted(per_dev["device"]) == ["a", "b", "c"] and set(per_dev["n"]) == {20}
     assert strategy_tests(runs[runs["strategy"] != "joint"].iloc[:0]).empty
+
+
+def test_compact_tests_and_summary_sentence(crafted_runs: Path) -> None:
+    from caalib.results import load_runs
+
+    tests = strategy_tests(load_runs(crafted_runs))
+    compact = compact_tests(tests)
+    assert list(compact.columns) == list(COMPACT_TEST_COLUMNS) and len(compact) == len(tests)
+    assert compact["p"].tolist() == pytest.approx(tests["p"].tolist())
+    assert (compact["significant"] == (tests["p"] < 0.05)).all()
+    assert compact["effect"].tolist() == pytest.approx(
+        (100 * (tests["acc1"] - tests["acc2"])).tolist())
+    assert set(compact["comparison"]) == {"multi-task vs single-device", "multi-task vs joint"}
+    z = tests[tests["test"].str.startswith("z") & (tests["strategy2"] == "single")].iloc[0]
+    sentence = significance_summary(tests)
+    assert sentence.startswith("On this run, multi-task vs single-device (atrous+att")
+    assert f"z = {z['z']:.3f}, p = {z['p']:.3g}" in sentence
+    verdict = "significant" if z["p"] < 0.05 else "not significant"
+    assert f", {verdict} at 0.05." in sentence
+    n_sig = int((tests["p"] < 0.05).sum())
+    assert f"{n_sig} of the {len(tests)} tests" in sentence
+    assert "no pair" in significance_summary(tests.iloc[:0])
+    # one mark for a missing value, whatever pandas would print
+    frame = pd.DataFrame({"x": [1.23456, np.nan], "k": pd.array([1, None], dtype="Int64")})
+    shown = for_display(frame, 2)
+    assert shown.to_dict("list") == {"x": [1.23, "–"], "k": [1, "–"]}
+    assert "NaN" not in shown.to_string() and "<NA>" not in shown.to_string()
 
 
 def test_bootstrap_runs_and_headline_run(crafted_runs: Path) -> None:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import io
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
-from helpers import craft_attention_run
+from helpers import craft_attention_run, metrics_by_counting
 
 from caalib.constants import SCENES
 
@@ -113,3 +117,38 @@ def test_browser_reacts_to_scene_device_and_model(results: Path) -> None:
 def test_browser_without_attention_runs_says_why(tmp_path: Path) -> None:
     with pytest.raises(widgets.HeatmapError, match="no run with an attention.npz"):
         widgets.HeatmapBrowser(tmp_path)
+
+
+def test_browser_opens_on_the_papers_caa_net(results: Path) -> None:
+    # a run that sorts first by name (atrous-att-joint < atrous-att-multi_task) must not win
+    craft_attention_run(results, "dcase2018-atrous-att-joint-tiny-s0", seed=2,
+                        strategy="joint", cond_layer=None)
+    shutil.rmtree(results / "runs" / "dcase2018-pool-max-joint-tiny-s0")  # no metrics to read
+    runs = widgets.attention_runs(results)
+    for run in runs:  # real metrics, so the runs can be tabulated as caa figures does
+        with np.load(run / "attention.npz") as npz:
+            pred = pd.DataFrame({k: npz[k] for k in ("source", "scene_label", "predicted")})
+        (run / "metrics.json").write_text(json.dumps(metrics_by_counting(pred)))
+    assert runs[0].name == "dcase2018-atrous-att-joint-tiny-s0"
+    caa_net = "dcase2018-atrous-att-multi_task-L4-tiny-s0"
+    assert widgets.default_run(results).name == caa_net
+    assert widgets.heatmap_browser(results).model.value.name == caa_net
+    # the rule of caa figures (Fig. 7), not a rule of its own
+    from caalib.results import load_runs
+    from caalib.results.selection import figure_runs
+
+    assert figure_runs(load_runs(results)).fig7.name == caa_net
+    assert widgets.default_run(results, runs[:1]) == runs[0]  # CAA-Net not offered
+    assert widgets.default_run(results / "nothing") is None
+
+
+def test_heatmap_png_is_rendered_at_its_displayed_size(results: Path) -> None:
+    import matplotlib as mpl
+    from PIL import Image
+
+    with mpl.rc_context({"savefig.bbox": "tight", "savefig.dpi": 300}):  # as a style may set
+        b = widgets.heatmap_browser(results)
+    with Image.open(io.BytesIO(b.image.value)) as png:
+        assert png.size == (widgets.IMAGE_WIDTH_PX, widgets.IMAGE_HEIGHT_PX)
+    assert b.image.layout.width == f"{widgets.IMAGE_WIDTH_PX}px"
+    assert int(b.image.width) == widgets.IMAGE_WIDTH_PX

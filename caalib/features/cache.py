@@ -498,8 +498,8 @@ def extract_features(
     if not force and _cache_is_current(out, data_dir, meta, settings_json(resampler)):
         msg = f"reusing {out}: inputs and recipe unchanged"
         log.info(msg)
-        if progress:
-            print(msg, file=sys.stderr)
+        if progress:  # information, not a warning: stdout (notebooks show stderr in red)
+            print(msg, file=sys.stdout)
         with h5py.File(out, "r") as h5:
             _warn_silent(json.loads(h5.attrs.get("silent_clips", "[]")), out)
         return out

@@ -178,6 +178,11 @@ def fig7(run_dir: str | Path, out_dir: str | Path, *, name: str = "fig7") -> dic
     return save_figure(fig, out_dir, name, pd.DataFrame(rows))
 
 
+#: Font size (points) of the receptive-field figure's legends; 8 pt is the least that reads
+#: at the exported size.
+RF_LEGEND_FONTSIZE = 8.5
+
+
 def receptive_field_figure(out_dir: str | Path, rf_table: pd.DataFrame,
                            logmel: np.ndarray | None = None, *,
                            name: str = "receptive_field") -> dict[str, Path]:
@@ -217,7 +222,8 @@ def receptive_field_figure(out_dir: str | Path, rf_table: pd.DataFrame,
         ax.set_title(NETWORK_TITLES.get(topo, str(topo)))
         ax.set_xlabel("frame")
         ax.set_ylabel("mel bin")
-        ax.legend(fontsize="x-small", loc="upper right")
+        # in points at the exported size (the figure is saved at its figsize): legible
+        ax.legend(fontsize=RF_LEGEND_FONTSIZE, loc="upper right")
     return save_figure(fig, out_dir, name, rf_table.reset_index(drop=True))
 
 

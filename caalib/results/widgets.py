@@ -35,6 +35,13 @@ from ..rundir import (
 #: Which class's attention map to draw.
 CLASS_MODES = ("true", "predicted")
 
+#: The heat map's size in the browser, in CSS pixels: the PNG is rendered at exactly this
+#: width (figure inches x dpi) and the Image widget shown at it, so nothing is rescaled.
+IMAGE_WIDTH_PX = 800
+IMAGE_HEIGHT_PX = 460
+#: Pixels per inch of the browser's PNG (matplotlib's font sizes in points scale with it).
+IMAGE_DPI = 100
+
 
 class HeatmapError(RunStoreError):
     """A results directory or an attention.npz cannot be browsed; names the file."""
@@ -142,15 +149,21 @@ def heatmap(clips: AttentionClips, index: int, scene: str) -> np.ndarray:
     return np.ascontiguousarray(clips.attention[index, SCENES.index(scene)].T)
 
 
-def render_png(clips: AttentionClips, index: int, mode: str = "true", dpi: int = 80) -> bytes:
-    """PNG of the clip's log-mel above its attention map, titled with true/predicted."""
+def render_png(clips: AttentionClips, index: int, mode: str = "true",
+               dpi: int = IMAGE_DPI) -> bytes:
+    """PNG of the clip's log-mel above its attention map, titled with true/predicted.
+
+    At the default ``dpi`` the PNG is :data:`IMAGE_WIDTH_PX` x :data:`IMAGE_HEIGHT_PX`
+    pixels, the size the browser shows it at.
+    """
     from matplotlib.figure import Figure
 
     cls = class_for(clips, index, mode)
     mel = clips.logmel[index].T
     att = heatmap(clips, index, cls)
     n_frames, n_mels = clips.logmel.shape[1], clips.logmel.shape[2]
-    fig = Figure(figsize=(8, 4.6), dpi=dpi, layout="constrained")
+    fig = Figure(figsize=(IMAGE_WIDTH_PX / IMAGE_DPI, IMAGE_HEIGHT_PX / IMAGE_DPI), dpi=dpi,
+                 layout="constrained")
     ax_mel, ax_att = fig.subplots(2, 1, sharex=True)
     im_mel = ax_mel.imshow(mel, origin="lower", aspect="auto", cmap="magma",
                   extent=(0, n_frames, 0, n_mels))
@@ -169,8 +182,37 @@ def render_png(clips: AttentionClips, index: int, mode: str = "true", dpi: int =
     fig.colorbar(im_mel, ax=ax_mel, fraction=0.03, pad=0.01, label="log-mel")
     fig.colorbar(im, ax=ax_att, fraction=0.03, pad=0.01, label="attention")
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    # the whole figure, whatever savefig.bbox the style in force sets ("tight" would crop it)
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches=fig.bbox_inches)
     return buf.getvalue()
+
+
+def default_run(results_dir: str | os.PathLike[str], runs: list[Path] | None = None
+                ) -> Path | None:
+    """The run the browser opens on: the run of ``caa figures``' Fig. 7.
+
+    That is :func:`caalib.results.selection.figure_runs` (the paper's CAA-Net, multi-task
+    atrous CNN + attention at layer 4, when it has maps; else the best run by Avg that
+    has them), on the dataset :func:`~caalib.results.selection.choose_dataset` picks.
+    Among ``runs`` (default :func:`attention_runs`); the first of them when the rule
+    picks none of them or the runs cannot be tabulated; None when there are none.
+    """
+    from ..errors import CaaError
+    from .runs import load_runs
+    from .selection import choose_dataset, figure_runs
+
+    runs = attention_runs(results_dir) if runs is None else list(runs)
+    if not runs:
+        return None
+    try:
+        table = load_runs(results_dir)
+        chosen = figure_runs(table, choose_dataset(table)).fig7
+    except (CaaError, RunStoreError, KeyError, ValueError):
+        return runs[0]
+    if chosen is None:
+        return runs[0]
+    by_name = {r.name: r for r in runs}
+    return by_name.get(chosen.path.name, runs[0])
 
 
 class HeatmapBrowser:
@@ -193,7 +235,8 @@ class HeatmapBrowser:
         self._cache: dict[Path, AttentionClips] = {}
         self._busy = False
         self.model = w.Dropdown(options=[(run_label(r), r) for r in self.runs],
-                                value=self.runs[0], description="Model",
+                                value=default_run(self.results_dir, self.runs),
+                                description="Model",
                                 layout=w.Layout(width="640px"))
         self.scene = w.Dropdown(description="Scene")
         self.source = w.Dropdown(description="Device")
@@ -201,7 +244,9 @@ class HeatmapBrowser:
         self.mode = w.ToggleButtons(options=[("true scene", "true"), ("predicted", "predicted")],
                                     value=mode, description="Class")
         self.info = w.HTML()
-        self.image = w.Image(format="png")
+        self.image = w.Image(format="png", width=IMAGE_WIDTH_PX, height=IMAGE_HEIGHT_PX,
+                             layout=w.Layout(width=f"{IMAGE_WIDTH_PX}px",
+                                             height=f"{IMAGE_HEIGHT_PX}px"))
         for name in ("model", "scene", "source", "clip", "mode", "info", "image"):
             getattr(self, name).add_class(f"caa-{name}")
         self.model.observe(self._on_model, names="value")
