@@ -1,10 +1,24 @@
-"""Which torch device a stage runs on: one rule for features, training and benchmarks."""
+"""Where a stage computes: which torch device (one rule for features, training and
+benchmarks) and how many CPUs this process may use (one rule for workers and jobs)."""
 
 from __future__ import annotations
 
-import torch
+import os
+from typing import TYPE_CHECKING
 
 from .errors import CaaError, ConfigError
+
+if TYPE_CHECKING:
+    import torch
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on: its affinity mask where the OS has one (a container
+    or ``taskset`` limit), not the host's total."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
 
 
 def resolve_torch_device(
@@ -16,6 +30,8 @@ def resolve_torch_device(
     ``error`` naming ``field`` (the option the user set), so each stage reports its own
     flag and error kind while the rule stays the same everywhere.
     """
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

@@ -26,6 +26,7 @@ from typing import Any
 
 import pandas as pd
 
+from .accelerator import usable_cpus
 from .atomic import write_json
 from .errors import CaaError, ConfigError
 from .training.sweep import SweepFailed
@@ -65,14 +66,6 @@ def _transient_exceptions() -> list[type[BaseException]]:
     return kinds
 
 
-def _cpu_count() -> int:
-    """Cores this process may use (the affinity mask, not the host's total)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
 def _code_root() -> str:
     """The directory holding the ``caalib`` package, so workers can import it."""
     return str(Path(__file__).resolve().parent.parent)
@@ -108,7 +101,7 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> bool:
     os.environ["PYTHONPATH"] = pythonpath
     try:
         ray.init(
-            num_cpus=num_cpus or _cpu_count(), include_dashboard=False,
+            num_cpus=num_cpus or usable_cpus(), include_dashboard=False,
             object_store_memory=128 * 1024**2, _temp_dir=temp_dir, **quiet,
         )
     except Exception:
@@ -232,14 +225,8 @@ def run_sweep_ray(
     _check_gpus_per_run(gpus_per_run)
     results_dir = Path(results_dir).resolve()
     data_dir = Path(data_dir).resolve()
-    if feature_path is None:  # once, here: tasks must not race to write the cache
-        configs, paths = with_data(configs, data_dir, progress=progress)
-    else:
-        from .features import dataset_fingerprint, verify_features
-
-        fp = dataset_fingerprint(data_dir, verify_features(feature_path, data_dir))
-        configs = [c.replace(data_fingerprint=fp) for c in configs]
-        paths = {c.resampler: Path(feature_path) for c in configs}
+    # once, here: tasks must not race to write the cache
+    configs, paths = with_data(configs, data_dir, progress, feature_path)
     unique: dict[str, Any] = {}
     for cfg in configs:
         unique.setdefault(cfg.run_name, cfg)

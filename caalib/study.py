@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .accelerator import usable_cpus
 from .errors import CaaError
 
 #: Where the committed (output-free) notebooks live, relative to the project root.
@@ -128,8 +129,7 @@ def run_study(
     out_dir.mkdir(parents=True, exist_ok=True)
     figures_dir.mkdir(parents=True, exist_ok=True)
     if jobs is None:
-        jobs = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                          else (os.cpu_count() or 1)))
+        jobs = min(4, usable_cpus())
     if jobs < 1:
         raise StudyError(f"jobs: must be at least 1, got {jobs}")
     params = {

@@ -7,7 +7,6 @@ timing runs; where one is missing the timing is skipped with the reason recorded
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -51,6 +50,7 @@ def bench_features(device: torch.device, clips: int, seconds: float,
         import soundfile  # noqa: F401 - named first: the reason recorded when it is missing
 
         from ..features import extract_features, logmel
+        from ..features.pipeline import plan
         from ..synth import synthesize
     except ImportError as exc:
         return {"skipped": f"feature timing needs librosa, soundfile and soxr ({exc})"}
@@ -79,7 +79,7 @@ def bench_features(device: torch.device, clips: int, seconds: float,
         "clip_seconds": seconds,
         "device": device.type,
         "batch_size": batch_size,
-        "workers": workers if workers is not None else min(8, os.cpu_count() or 1),
+        "workers": plan(device.type, workers=workers).workers,  # what extraction used
         "transform_clips_per_s": transform_cps,
         "extract_clips_per_s": clips / extract_s,
         "extract_s": extract_s,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -199,9 +198,11 @@ def _sweep(args: argparse.Namespace) -> int:
         print(f"caa sweep: note: {note}", file=sys.stderr)
     if args.executor == "ray" and args.jobs != 1:
         raise ConfigError("--jobs is the local executor's; Ray schedules its own tasks")
-    if args.jobs * args.cpu_threads > (os.cpu_count() or 1):
+    from ..accelerator import usable_cpus
+
+    if args.jobs * args.cpu_threads > usable_cpus():
         print(f"[sweep] note: --jobs {args.jobs} x --cpu-threads {args.cpu_threads} exceeds "
-              f"the {os.cpu_count()} CPUs here; runs will compete (results are unchanged)")
+              f"the {usable_cpus()} CPUs here; runs will compete (results are unchanged)")
     if args.executor == "ray":
         from ..cluster import run_sweep_ray
 

@@ -37,7 +37,7 @@ from ..datasets import read_dataset
 from ..errors import CaaError, FeatureError
 from .audio import ImplausibleAudioWarning
 from .fast import LogMel
-from .pipeline import ClipRunner, Plan, plan
+from .pipeline import ClipRunner, Plan, digest_and_stat, plan, stat_row
 from .recipe import (
     DEFAULT_RESAMPLER,
     N_MELS,
@@ -110,10 +110,6 @@ def _read_meta(data_dir: Path) -> pd.DataFrame:
 STAT_FIELDS: tuple[str, ...] = ("size", "mtime_ns", "ctime_ns", "ino")
 
 
-def _stat_row(st: os.stat_result) -> tuple[int, int, int, int]:
-    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-
-
 def _stat(path: Path, meta_path: Path, line: int) -> os.stat_result:
     try:
         return path.stat()
@@ -125,12 +121,10 @@ def _stat(path: Path, meta_path: Path, line: int) -> os.stat_result:
 
 
 def file_digest(path: Path) -> str:
-    """SHA-256 of a file's bytes."""
-    try:
-        with open(path, "rb") as fh:
-            return hashlib.file_digest(fh, "sha256").hexdigest()
-    except OSError as exc:
-        raise FeatureError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    """SHA-256 of a file's bytes (the extraction workers' own digest)."""
+    if not Path(path).is_file():
+        raise FeatureError(f"{path}: cannot read: not a file")
+    return digest_and_stat(Path(path))[0]
 
 
 def content_fingerprint(meta_bytes: bytes, names: Sequence[str], digests: Sequence[str]) -> str:
@@ -169,7 +163,7 @@ def fingerprint(data_dir: Path, meta: pd.DataFrame,
         path = data_dir / name
         st = _stat(path, meta_path, int(line))
         rec = known.get(name)
-        digests.append(rec[1] if rec is not None and rec[0] == _stat_row(st)
+        digests.append(rec[1] if rec is not None and rec[0] == stat_row(st)
                        else file_digest(path))
     return content_fingerprint(_meta_bytes(data_dir), names, digests)
 

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from ..accelerator import usable_cpus
 from ..errors import FeatureError
 from .audio import decode_clip
 from .fast import logmel_numpy
@@ -49,14 +50,6 @@ TRANSFORMS: tuple[str, ...] = ("auto", "numpy", "torch")
 PARALLEL: tuple[str, ...] = ("auto", "processes", "threads")
 #: Upper bound of the default worker count (each worker holds one clip, ~50 MiB).
 MAX_DEFAULT_WORKERS = 32
-
-
-def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask where the OS has one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 def can_fork() -> bool:
@@ -137,6 +130,12 @@ class ClipResult:
     warnings: list[str] = field(default_factory=list)
 
 
+def stat_row(st: os.stat_result) -> tuple[int, int, int, int]:
+    """What a feature file records of a clip's stat (size, mtime_ns, ctime_ns, inode):
+    any rewrite moves ctime or the inode, even when size and mtime are restored."""
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
 def digest_and_stat(path: Path, where: str = "") -> tuple[str, tuple[int, int, int, int]]:
     """SHA-256 of the file's bytes and its (size, mtime_ns, ctime_ns, inode), both taken
     through one open file (stat first, so a write racing the read is seen as a change
@@ -155,7 +154,7 @@ def digest_and_stat(path: Path, where: str = "") -> tuple[str, tuple[int, int, i
         except OSError as exc:
             raise FeatureError(f"{path}: cannot read: {exc.strerror or exc}"
                                + (f" ({where})" if where else "")) from exc
-    return digest, (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    return digest, stat_row(st)
 
 
 def process_clip(path: str | os.PathLike[str], where: str, resampler: str,

@@ -19,6 +19,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from .. import rundir
 from ..constants import ACCELERATORS, DATASETS, DEVICES
 from ..errors import ConfigError
 from ..spec import (  # the model vocabulary, re-exported for the training API
@@ -39,8 +40,7 @@ RESAMPLERS: tuple[str, ...] = ("kaiser_best", "soxr_hq")
 #: Fields that change how fast a run goes but not what it computes (on one device
 #: kind). A finished run is reused when everything else matches, so a sweep re-run with
 #: another checkpoint interval or on another accelerator does not retrain.
-EXECUTION_FIELDS: frozenset[str] = frozenset(
-    {"accelerator", "fast", "compile", "checkpoint_every", "eval_schedule"})
+EXECUTION_FIELDS: frozenset[str] = rundir.EXECUTION_FIELDS  # the run directory's rule
 EVAL_SCHEDULES: tuple[str, ...] = ("auto", "dense")
 
 
@@ -285,7 +285,7 @@ _FIELD_NAMES = frozenset(f.name for f in fields(TrainConfig))
 #: Fields renamed since runs were first written (old -> new); a config.json holding an
 #: old name is refused, naming the new one. The recording device is ``train_source``,
 #: the torch device ``accelerator`` (docs/architecture.md, "Vocabulary").
-RENAMED_FIELDS: dict[str, str] = {"train_device": "train_source", "device": "accelerator"}
+RENAMED_FIELDS: dict[str, str] = rundir.RENAMED_CONFIG_FIELDS
 #: Fields a config.json must contain: every field that decides what a run computes. A
 #: missing faithfulness switch (``lr_decay``, ``lambda_mode``, ...) must not silently
 #: read as its default; the execution-only fields may be absent.

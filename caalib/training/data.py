@@ -206,11 +206,12 @@ def clear_data_cache() -> None:
 
 
 def _stat_row(path: Path) -> tuple[int, int, int, int] | None:
+    from ..features.pipeline import stat_row
+
     try:
-        st = os.stat(path)
+        return stat_row(os.stat(path))
     except OSError:
         return None
-    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
 def _feature_stamp(path: Path) -> Stamp | None:

@@ -141,29 +141,39 @@ def run_status(config: TrainConfig, results_dir: str | Path) -> str:
     return "missing"
 
 
-def with_data(configs: Sequence[TrainConfig], data_dir: str | Path,
-              progress: bool = True) -> tuple[list[TrainConfig], dict[str, Path]]:
+def with_data(configs: Sequence[TrainConfig], data_dir: str | Path, progress: bool = True,
+              feature_path: str | Path | None = None,
+              ) -> tuple[list[TrainConfig], dict[str, Path]]:
     """Extract (or reuse) the feature files the configs need, once, before any run
     starts (parallel runs must not race to write a cache), and stamp each config with
     the dataset's content fingerprint so a run trained on other data is recognised.
-    Returns the stamped configs and the feature file per resampler."""
+    A ``feature_path`` given by the caller serves every config after checking that it
+    still describes ``data_dir``. Returns the stamped configs and the feature file per
+    resampler."""
     from ..features import (
         dataset_fingerprint,
         default_feature_path,
         extract_features,
         load_feature_fingerprint,
+        verify_features,
     )
 
     data_dir = Path(data_dir)
     paths: dict[str, Path] = {}
+    fingerprints: dict[str, str] = {}  # per resampler: one read, one hash of the folds
     stamped = []
     for cfg in configs:
         if cfg.resampler not in paths:
-            paths[cfg.resampler] = extract_features(
-                data_dir, default_feature_path(data_dir, cfg.resampler), progress=progress,
-                resampler=cfg.resampler)
-        fp = dataset_fingerprint(data_dir, load_feature_fingerprint(paths[cfg.resampler]))
-        stamped.append(cfg.replace(data_fingerprint=fp))
+            if feature_path is not None:
+                paths[cfg.resampler] = Path(feature_path)
+                feature_fp = verify_features(feature_path, data_dir)
+            else:
+                paths[cfg.resampler] = extract_features(
+                    data_dir, default_feature_path(data_dir, cfg.resampler),
+                    progress=progress, resampler=cfg.resampler)
+                feature_fp = load_feature_fingerprint(paths[cfg.resampler])
+            fingerprints[cfg.resampler] = dataset_fingerprint(data_dir, feature_fp)
+        stamped.append(cfg.replace(data_fingerprint=fingerprints[cfg.resampler]))
     return stamped, paths
 
 
@@ -231,14 +241,7 @@ def run_sweep(
 
     if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
         raise ConfigError(f"jobs: must be a positive integer, got {jobs!r}")
-    if feature_path is None:
-        stamped, paths = with_data(configs, data_dir, progress=progress)
-    else:
-        from ..features import dataset_fingerprint, verify_features
-
-        fp = dataset_fingerprint(data_dir, verify_features(feature_path, data_dir))
-        stamped = [c.replace(data_fingerprint=fp) for c in configs]
-        paths = {c.resampler: Path(feature_path) for c in configs}
+    stamped, paths = with_data(configs, data_dir, progress, feature_path)
     unique: dict[str, TrainConfig] = {}
     for cfg in stamped:
         unique.setdefault(cfg.run_name, cfg)
