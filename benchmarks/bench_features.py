@@ -17,9 +17,9 @@ dataset as it is.
 For each dataset it prints
 1. where the time goes: each stage of the per-clip pipeline on one core (median ms per
    clip over the clips, after a warm-up clip), with the reference's own way of each
-   stage beside ours (numpy's mean for mono, resampy for kaiser_best, scipy's spectrogram),
-   resampy's numba compile time apart, the HDF5 write and the cache's reuse check (stat +
-   content fingerprint) per clip;
+   stage beside ours (numpy's mean for mono, resampy's own loop for kaiser_best, scipy's
+   spectrogram), resampy's numba compile time apart, the HDF5 write and the cache's
+   reuse check (stat + content fingerprint) per clip;
 2. end to end, like for like, each run in a fresh Python process (imports excluded,
    everything after them included: resampy's JIT compile, reading every WAV, the HDF5
    file written): the reference loop (``soundfile.read`` + `reference_logmel` per clip,
@@ -197,8 +197,12 @@ def child_stages(data_dir: Path, tmp: Path) -> dict[str, object]:
     raw = [(c.samples, c.rate) for c in clips]
     stages["mono (mono_fast)"], monos = per_clip(mono_fast, [(a,) for a, _ in raw])
     stages["mono (reference: mean)"], _ = per_clip(mono, [(a,) for a, _ in raw])
-    stages["resample kaiser_best (resampy 0.2.2)"], xs = per_clip(
+    stages["resample kaiser_best (matrix form of resampy's sums)"], xs = per_clip(
         resample, [(m, sr) for m, (_, sr) in zip(monos, raw, strict=True)])
+    if rates - {44100}:
+        stages["resample kaiser_best (reference: resampy 0.2.2's loop)"], _ = per_clip(
+            lambda m, sr: _released_resampy().resample(m, sr, 44100, filter="kaiser_best"),
+            [(m, sr) for m, (_, sr) in zip(monos, raw, strict=True) if sr != 44100])
     stages["STFT + mel (logmel_numpy)"], feats = per_clip(logmel_numpy, [(x,) for x in xs])
     stages["STFT + mel (reference scipy)"], _ = per_clip(
         reference_logmel, [(x, 44100) for x in xs])

@@ -1,8 +1,9 @@
 """Decode one clip to mono float64 at 44.1 kHz, as the reference does, or say why not.
 
 This is the part of the pipeline that runs in the extraction workers (processes or
-threads): libsndfile (through soundfile's cffi calls), resampy's numba kernel (nogil)
-and soxr all release the GIL, so even threads decode and resample in parallel.
+threads): libsndfile (through soundfile's cffi calls), the BLAS product that evaluates
+the released resampler's sums, numpy's large array operations and soxr all release the
+GIL, so even threads decode and resample in parallel.
 """
 
 from __future__ import annotations
@@ -18,12 +19,16 @@ import soxr
 
 from ..datasets import inspect_clip, wav_chunk_problem
 from ..errors import FeatureError
+from .polyphase import resample_table
 from .recipe import DEFAULT_RESAMPLER, SAMPLE_RATE, check_resampler, mono
 
 
 def resample(x: np.ndarray, sr: int, resampler: str = DEFAULT_RESAMPLER) -> np.ndarray:
-    """``librosa.resample(x, orig_sr=sr, target_sr=44100, res_type=resampler)`` bit for
-    bit, without librosa.
+    """``librosa.resample(x, orig_sr=sr, target_sr=44100, res_type=resampler)`` without
+    librosa: bit for bit for ``soxr_hq``, and for ``kaiser_best`` resampy 0.2's sums (its
+    filter table, interpolation and float time register) evaluated as a polyphase matrix
+    product (`caalib.features.polyphase`), equal to resampy's loop up to the order of
+    float64 additions (relative 1e-15) and 2-4x faster than it.
 
     librosa calls resampy (``kaiser_best``, the released environment's default) or soxr
     (``soxr_hq``, today's default) and then pads with zeros (or trims) to
@@ -33,7 +38,7 @@ def resample(x: np.ndarray, sr: int, resampler: str = DEFAULT_RESAMPLER) -> np.n
         return x
     n_out = int(np.ceil(x.shape[0] * (float(SAMPLE_RATE) / sr)))
     if check_resampler(resampler) == "kaiser_best":
-        y = _released_resampy().resample(x, sr, SAMPLE_RATE, filter="kaiser_best", axis=-1)
+        y = resample_table(x, sr, SAMPLE_RATE, *_released_kaiser_best())
     else:
         y = soxr.resample(x, sr, SAMPLE_RATE, quality="HQ")
     if y.shape[0] < n_out:
@@ -62,6 +67,13 @@ def _released_resampy() -> Any:
             "resampy==0.2.2 as pyproject.toml pins it, or use --resampler soxr_hq"
         )
     return resampy
+
+
+@functools.cache
+def _released_kaiser_best() -> tuple[np.ndarray, int]:
+    """resampy 0.2's ``kaiser_best`` table (one wing) and its entries per zero crossing."""
+    half, precision, _ = _released_resampy().filters.get_filter("kaiser_best")
+    return np.asarray(half, dtype=np.float64), int(precision)
 
 
 class ImplausibleAudioWarning(UserWarning):

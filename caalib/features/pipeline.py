@@ -2,7 +2,8 @@
 
 One job per clip: stat and SHA-256 of the file's bytes, decode and validate (the
 judgement of `read_clip`), mono, resample to 44.1 kHz, and, for the ``numpy`` transform,
-the STFT + mel in float64 (`logmel_numpy`, bit for bit `reference_logmel`). Jobs run in
+the STFT + mel in float64 (`logmel_numpy`, bit for bit `reference_logmel` given the
+same resampled signal). Jobs run in
 worker threads (default) or worker processes; the parent consumes the results in
 meta.csv order with a bounded number in flight, so the decoding, resampling and transform
 of different clips overlap on all cores while the parent only issues warnings and writes
@@ -11,8 +12,9 @@ runs the STFT + mel batched on the device.
 
 Threads are the default because they measured fastest on the 2-core machine this was
 tuned on (benchmarks/bench_features.py, README "Feature extraction speed"): the heavy
-calls release the GIL (libsndfile, resampy's numba kernel, scipy's FFT, numpy, hashlib),
-resampy compiles once per process instead of once per worker, and nothing is pickled.
+calls release the GIL (libsndfile, the resampler's BLAS product, scipy's FFT, numpy,
+hashlib), set-up happens once per process instead of once per worker, and nothing is
+pickled.
 A 44.1 kHz clip still holds the GIL for a good part of its few milliseconds, so on many
 cores ``parallel="processes"`` (forked on Linux) may scale further; `plan` documents the
 choice and every part can be overridden.
@@ -94,8 +96,8 @@ def plan(device: str = "cpu", transform: str = "auto", parallel: str = "auto",
     the workers decode and resample and the parent runs the transform batched on the GPU;
     the workers are threads (on 2 cores they beat forked processes at both sample rates,
     with less CPU time per clip). ``parallel="processes"`` forks worker processes where
-    the OS can (Linux) and spawns them elsewhere (each then imports torch and compiles
-    resampy's kernel anew: seconds). ``workers`` defaults to the usable CPUs (at most
+    the OS can (Linux) and spawns them elsewhere (each then imports torch anew:
+    seconds). ``workers`` defaults to the usable CPUs (at most
     `MAX_DEFAULT_WORKERS`).
     """
     _choice(transform, TRANSFORMS, "transform")
@@ -180,9 +182,9 @@ def process_clip(path: str | os.PathLike[str], where: str, resampler: str,
 def limit_threads(n: int = 1, torch_too: bool = True) -> Any:
     """Cap BLAS/OpenMP pools (threadpoolctl, installed with librosa) and, with
     ``torch_too``, torch's intra-op threads at ``n`` in this process, so parallel workers
-    do not oversubscribe the cores. resampy's kernel is serial numba, so numba starts no
-    threads of its own. Returns the threadpoolctl limiter (None without threadpoolctl);
-    its ``restore_original_limits()`` undoes the BLAS part."""
+    do not oversubscribe the cores (the kaiser_best resampler is a BLAS product, so
+    this holds it to ``n`` threads too). Returns the threadpoolctl limiter (None without
+    threadpoolctl); its ``restore_original_limits()`` undoes the BLAS part."""
     if torch_too and "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(n)
     try:
@@ -207,9 +209,8 @@ def _noop() -> int:
 def warm_up(transform: str) -> None:
     """Do the once-per-process set-up here, before workers fork, so that they inherit it
     instead of each repeating it: libsndfile loaded, librosa's filterbank (~0.25 s on
-    first use), scipy's FFT. resampy's numba kernel is compiled on the first clip that
-    needs resampling (once per process; in each worker process, side by side), since a
-    dataset may need none."""
+    first use), scipy's FFT. The resampler's filter table is loaded on the first clip
+    that needs resampling, since a dataset may need none."""
     import soundfile  # noqa: F401  (inspect_clip imports it on first use)
 
     if transform == "numpy":
@@ -244,7 +245,7 @@ class ClipRunner(AbstractContextManager["ClipRunner"]):
             try:
                 with warnings.catch_warnings():
                     # Python >= 3.12 warns about fork() in a process with threads (torch's,
-                    # BLAS'): the workers use none of them (numpy, scipy, soundfile, numba)
+                    # BLAS'): the workers use none of them (numpy, scipy, soundfile)
                     warnings.filterwarnings("ignore", category=DeprecationWarning,
                                             message=r".*fork\(\).*")
                     pool.submit(_noop).result()  # fork now: every worker starts here

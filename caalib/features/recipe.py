@@ -33,8 +33,10 @@ RESAMPLERS: tuple[str, ...] = ("kaiser_best", "soxr_hq")
 DEFAULT_RESAMPLER = "kaiser_best"
 
 _RESAMPLER_TEXT = {
-    "kaiser_best": "resampy kaiser_best (librosa 0.6.1's default, as released), "
-                   "zero-padded or trimmed to ceil(n * 44100 / sr)",
+    "kaiser_best": "resampy 0.2 kaiser_best (librosa 0.6.1's default, as released): its "
+                   "sums evaluated as a polyphase matrix product, equal to resampy's loop "
+                   "up to the order of float64 additions; zero-padded or trimmed to "
+                   "ceil(n * 44100 / sr)",
     "soxr_hq": "soxr HQ (librosa >= 0.10's default), zero-padded or trimmed to "
                "ceil(n * 44100 / sr)",
 }
