@@ -137,7 +137,12 @@ def _register_sweep(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--models", default=None,
                    help="comma-separated topology:pooling, e.g. atrous:att,pool:att")
     _add_recipe_flags(p)
-    p.add_argument("--dry-run", action="store_true", help="list the runs and their status")
+    p.add_argument("--dry-run", action="store_true",
+                   help="list the runs and their status, and the time the pending ones "
+                        "need at least (FLOPs at the measured matmul rate)")
+    p.add_argument("--measure", action="store_true",
+                   help="with --dry-run: also time a few steps of each distinct model here "
+                        "and estimate the wall time from that throughput")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--executor", choices=("local", "ray"), default="local",
                    help="local: in this process (default); ray: one Ray task per run "
@@ -145,15 +150,43 @@ def _register_sweep(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ray-address", default=None,
                    help="an existing Ray cluster (auto, HOST:6379, ray://HOST:10001); "
                         "default: start a local Ray instance over this machine")
-    p.add_argument("--jobs", type=int, default=1,
+    p.add_argument("--jobs", type=_jobs, default=1,
                    help="runs trained at once by the local executor, each in its own "
-                        "process with --cpu-threads threads (results equal --jobs 1's)")
+                        "process with --cpu-threads threads (results equal --jobs 1's); "
+                        "auto: usable CPUs / --cpu-threads on CPU, and on a GPU as many as "
+                        "its memory and matmul rate hold for the heaviest pending model "
+                        "(measured first; docs/training.md)")
     p.add_argument("--cpu-threads", type=int, default=1,
                    help="torch threads of each CPU run; part of a run's identity because "
                         "CPU numbers depend on it (default 1)")
     p.add_argument("--gpus-per-run", type=float, default=None,
                    help="GPUs per Ray task (fractions allowed; default 1 when GPUs exist)")
     p.set_defaults(func=_sweep)
+
+
+def _jobs(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or auto, got {text!r}"
+                                         ) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or auto, got {text!r}")
+    return value
+
+
+def _n_frames(data_dir: str) -> int:
+    """Frames of the dataset's clips (320 for 10 s), from its first clip's length."""
+    import soundfile as sf
+
+    from ..datasets import read_dataset
+    from ..features.recipe import SAMPLE_RATE, n_frames
+
+    df = read_dataset(data_dir)
+    info = sf.info(str(Path(data_dir) / df["filename"].iloc[0]))
+    return max(1, n_frames(-(-info.frames * SAMPLE_RATE // info.samplerate)))
 
 
 def _sweep(args: argparse.Namespace) -> int:
@@ -190,8 +223,25 @@ def _sweep(args: argparse.Namespace) -> int:
         todo = set(plan.loc[plan["status"] != "done", "run_name"])
         pending = list({c.run_name: c for c in configs if c.run_name in todo}.values())
         n_eval = int((read_dataset(args.data)["split"] == "evaluate").sum())
-        print(f"[sweep] to train: {floor(pending, n_eval).text()} (the floor; measured "
-              "throughput is a fraction of it: caa bench)")
+        frames = _n_frames(args.data)
+        least = floor(pending, n_eval, n_frames=frames)
+        print(f"[sweep] to train: {least.text()} (the floor)")
+        if args.measure and pending:
+            from ..training.throughput import estimate
+
+            est = estimate(pending, n_eval, n_frames=frames, progress=not args.no_progress)
+            jobs = args.jobs if isinstance(args.jobs, int) else None
+            if jobs is None:
+                from ..training.throughput import auto_jobs
+
+                jobs, _ = auto_jobs(pending, n_frames=frames)
+            print(f"[sweep] estimate: {est.text()}; with --jobs {jobs}, about "
+                  f"{est.hours / jobs:.2f} h if the runs shared the machine without slowing "
+                  f"each other (an upper bound on the gain); the floor is "
+                  f"{100 * least.hours / est.hours:.0f} % of the one-after-another estimate")
+        elif pending:
+            print("[sweep] add --measure to estimate the wall time from the throughput of "
+                  "each model measured here")
         return 0
     note = cpu_time_note(configs)
     if note:
@@ -200,6 +250,14 @@ def _sweep(args: argparse.Namespace) -> int:
         raise ConfigError("--jobs is the local executor's; Ray schedules its own tasks")
     from ..accelerator import usable_cpus
 
+    if args.jobs == "auto":
+        from ..training.throughput import auto_jobs
+
+        plan = plan_frame(configs, args.results, args.data)
+        todo = set(plan.loc[plan["status"] != "done", "run_name"])
+        pending = [c for c in configs if c.run_name in todo]
+        args.jobs, why = auto_jobs(pending, n_frames=_n_frames(args.data))
+        print(f"[sweep] --jobs auto: {args.jobs} ({why})")
     if args.jobs * args.cpu_threads > usable_cpus():
         print(f"[sweep] note: --jobs {args.jobs} x --cpu-threads {args.cpu_threads} exceeds "
               f"the {usable_cpus()} CPUs here; runs will compete (results are unchanged)")
