@@ -55,6 +55,37 @@ def kernel_name() -> str:
     return "python3"
 
 
+def ipc_kernel_manager_class() -> type | None:
+    """A kernel manager whose kernel talks over Unix sockets, not unencrypted TCP ports.
+
+    ipykernel warns on every TCP start; Jupyter's IPC transport is the quiet, local-only
+    alternative (what ``make venv`` configures JupyterLab with). The sockets sit beside the
+    connection file in Jupyter's runtime directory: left to itself, an IPC kernel without a
+    connection file would put them in the notebook's folder under one fixed name. ``None``
+    off POSIX, where there are no Unix sockets (the default TCP manager is used).
+    """
+    if os.name != "posix":
+        return None
+    import uuid
+
+    from jupyter_client.manager import AsyncKernelManager
+    from jupyter_core.paths import jupyter_runtime_dir
+    from traitlets import default
+
+    class IPCKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _ipc_transport(self) -> str:
+            return "ipc"
+
+        @default("connection_file")
+        def _own_connection_file(self) -> str:
+            runtime = Path(jupyter_runtime_dir())
+            runtime.mkdir(parents=True, exist_ok=True)
+            return str(runtime / f"kernel-{uuid.uuid4()}.json")
+
+    return IPCKernelManager
+
+
 def _describe_cell(executed: Path, index: int) -> str:
     """Name a failing cell as a reader of the committed notebook counts it.
 
@@ -144,6 +175,8 @@ def run_study(
         nb for nb in notebooks(notebook_dir) if not only or any(nb.name.startswith(p) for p in only)
     ]
     kernel = kernel_name()
+    quiet = ipc_kernel_manager_class()
+    engine_kwargs = {"kernel_manager_class": quiet} if quiet is not None else {}
     result = StudyResult()
     for nb in selected:
         target = out_dir / nb.name
@@ -151,14 +184,16 @@ def run_study(
         if progress:
             print(f"[study] {nb.name} ...", flush=True)
         try:
+            declared = pm.inspect_notebook(str(nb))  # only 03 takes `jobs`: pass each its own
             pm.execute_notebook(
                 str(nb),
                 str(target),
-                parameters=params,
+                parameters={k: v for k, v in params.items() if k in declared},
                 kernel_name=kernel,
                 cwd=str(nb.parent),
                 progress_bar=progress,  # cell-by-cell bar: notebook 03 trains for minutes
                 log_output=False,
+                **engine_kwargs,
             )
         except PapermillExecutionError as exc:
             raise StudyError(

@@ -125,3 +125,49 @@ def test_device_spectrum_figure_and_parallel_picture(tmp_path: Path) -> None:
     fig = plot_parallel(rec)
     assert len(fig.axes) == 7  # 2 x 3 panels and the shared colour bar
     assert fig.axes[1].get_title() == "device B: bus-x-0-0-b.wav"
+
+
+def _captured(monkeypatch) -> list:
+    """Figures handed to save_figure, kept open so their layout can be measured."""
+    import caalib.results.figures as figures_mod
+
+    seen: list = []
+    monkeypatch.setattr(figures_mod, "save_figure", lambda fig, *a, **k: seen.append(fig) or {})
+    return seen
+
+
+def test_fig6_matrices_equal_in_size(runs_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    seen = _captured(monkeypatch)
+    fig6(next(runs_dir.glob("*atrous*s0")), tmp_path)
+    (fig,) = seen
+    fig.canvas.draw()  # square cells and the layout are settled at draw time
+    matrices = [ax for ax in fig.axes if ax.get_title().startswith("Device")]
+    assert [ax.get_title() for ax in matrices] == ["Device A", "Device B", "Device C"]
+    sizes = [(ax.get_position().width, ax.get_position().height) for ax in matrices]
+    np.testing.assert_allclose(sizes, [sizes[0]] * 3, rtol=1e-6)  # the colour bar takes none
+    (cbar,) = [ax for ax in fig.axes if ax not in matrices]
+    assert cbar.get_position().x0 > max(ax.get_position().x1 for ax in matrices)
+
+
+def test_fig5_sized_to_the_models_present(runs_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    import matplotlib.pyplot as plt
+
+    from caalib.results.figures import FIG5_GROUP_WIDTH_IN, FIG5_MIN_WIDTH_IN
+
+    seen = _captured(monkeypatch)
+    runs = load_runs(runs_dir)  # atrous+att at L4 (two seeds), pool+max at L2: one group each
+    fig5(runs, tmp_path)
+    many = pd.concat([runs] + [runs.assign(cond_layer=layer, pooling=pool)
+                               for layer in (1, 2, 3, 4) for pool in ("att", "max", "avg")])
+    fig5(many, tmp_path)
+    small, large = seen
+    assert small.get_figwidth() == pytest.approx(FIG5_MIN_WIDTH_IN)
+    # 12 groups of bars (3 poolings x 4 layers) in the fullest panel against 1
+    assert large.get_figwidth() == pytest.approx(1.5 + FIG5_GROUP_WIDTH_IN * 12)
+    assert large.get_figwidth() > 1.9 * small.get_figwidth()
+    for fig in seen:
+        (legend,) = fig.legends
+        assert min(t.get_fontsize() for t in legend.get_texts()) >= 8  # points, as saved
+        panels = [ax for ax in fig.axes if ax.get_title()]
+        assert len({ax.get_xlim() for ax in panels}) == 1  # the same bar width in each panel
+        plt.close(fig)

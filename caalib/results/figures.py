@@ -40,6 +40,14 @@ def fig5_name(dataset: str) -> str:
     return f"fig5-{dataset}"
 
 
+#: Fig. 5's width: per group of bars (pooling x layer) of the fullest panel, and at least
+#: enough for its legend, so a few models do not leave most of the figure empty.
+FIG5_GROUP_WIDTH_IN = 0.95
+FIG5_MIN_WIDTH_IN = 6.5
+#: Legend text (points) of Figs. 5 and 6: legible at the exported size.
+LEGEND_FONTSIZE = 9
+
+
 def fig5(runs: pd.DataFrame, out_dir: str | Path, *, dataset: str = "dcase2018",
          name: str | None = None, paper_dir: str | Path | None = None) -> dict[str, Path]:
     """Accuracy per device for topology x pooling x conditioned layer (teacher forcing).
@@ -67,14 +75,20 @@ def fig5(runs: pd.DataFrame, out_dir: str | Path, *, dataset: str = "dcase2018",
         columns={"network": "topology", "accuracy": "paper_avg"})
     data = data.merge(paper, on=["topology", "pooling", "layer"], how="left")
     topologies = [t for t in NETWORKS if t in set(data["topology"])]
+    groups_of = {
+        topo: sorted({(p, layer) for p, layer in zip(d["pooling"], d["layer"], strict=True)},
+                     key=lambda g: (POOLINGS.index(g[0]), g[1]))
+        for topo, d in data.groupby("topology")}
+    slots = max(len(g) for g in groups_of.values())  # bar groups of the fullest panel
+    fig_width = max(FIG5_MIN_WIDTH_IN, 1.5 + FIG5_GROUP_WIDTH_IN * slots)
     apply_style()
-    fig, axes = plt.subplots(len(topologies), 1, figsize=(11, 3.4 * len(topologies) + 0.8),
+    fig, axes = plt.subplots(len(topologies), 1,
+                             figsize=(fig_width, 3.4 * len(topologies) + 0.8),
                              squeeze=False, sharey=True, layout="constrained")
     width = 0.26
     for ax, topo in zip(axes[:, 0], topologies, strict=True):
         d = data[data["topology"] == topo]
-        groups = sorted({(p, layer) for p, layer in zip(d["pooling"], d["layer"], strict=True)},
-                        key=lambda g: (POOLINGS.index(g[0]), g[1]))
+        groups = groups_of[topo]
         x = np.arange(len(groups))
         for k, dev in enumerate(DEVICES):
             vals = [_pick(d, g, dev, "accuracy") for g in groups]
@@ -88,9 +102,10 @@ def fig5(runs: pd.DataFrame, out_dir: str | Path, *, dataset: str = "dcase2018",
         ax.set_title(NETWORK_TITLES.get(topo, topo))
         ax.set_ylabel("Accuracy [%]")
         ax.set_ylim(0, 100)
-        ax.set_xlim(-0.6, max(len(groups), 5) - 0.4)  # keep bar widths alike across runs
+        ax.set_xlim(-0.6, slots - 0.4)  # the same bar width in every panel
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, ncol=5, loc="outside lower center", fontsize="small")
+    fig.legend(handles, labels, ncol=5 if fig_width >= 8 else 3, loc="outside lower center",
+               fontsize=LEGEND_FONTSIZE)
     fig.suptitle(f"Teacher forcing, conditioned layer L1-L4 ({dataset})")
     return save_figure(fig, out_dir, name, data)
 
@@ -108,8 +123,12 @@ def fig6(run_dir: str | Path, out_dir: str | Path, *, name: str = "fig6") -> dic
     titles = [SCENE_TITLES[s] for s in SCENES]
     rows = []
     apply_style()
-    fig, axes = plt.subplots(1, len(devs), figsize=(6.2 * len(devs), 5.6), squeeze=False)
-    for ax, dev in zip(axes[0], devs, strict=True):
+    # the colour bar gets an axis of its own, so the last matrix is as large as the others
+    fig, axes = plt.subplots(1, len(devs) + 1, figsize=(6.0 * len(devs) + 0.9, 5.6),
+                             squeeze=False,
+                             gridspec_kw={"width_ratios": [1.0] * len(devs) + [0.05]})
+    cbar_ax = axes[0, -1]
+    for ax, dev in zip(axes[0, :-1], devs, strict=True):
         cm = np.asarray(conf[dev], dtype=float)
         with np.errstate(invalid="ignore", divide="ignore"):
             norm = cm / cm.sum(axis=1, keepdims=True)
@@ -119,6 +138,8 @@ def fig6(run_dir: str | Path, out_dir: str | Path, *, name: str = "fig6") -> dic
                              "count": int(cm[i, j]), "fraction": norm[i, j]})
         sns.heatmap(norm * 100, ax=ax, vmin=0, vmax=100, cmap="Blues", annot=True, fmt=".0f",
                     annot_kws={"size": 7}, cbar=dev == devs[-1], square=True,
+                    cbar_ax=cbar_ax if dev == devs[-1] else None,
+                    cbar_kws={"label": "% of the true class's clips"},
                     xticklabels=titles, yticklabels=titles if dev == devs[0] else False)
         ax.set_title(DEVICE_LABELS[dev])
         ax.set_xlabel("Predicted")

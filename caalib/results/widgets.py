@@ -1,7 +1,7 @@
 """An ipywidgets browser of the attention heat maps (the paper's Fig. 7, clip by clip).
 
-Fig. 7 shows one parallel recording per scene on the three devices; a static figure can
-only show one class map per clip. The browser lets a reader pick the model, the scene,
+Fig. 7 shows one parallel recording per scene on the three devices (a run stores up to
+three per scene); a static figure can only show one class map per clip. The browser lets a reader pick the model, the scene,
 the device and the clip, and see the log-mel next to the attention the model spent on
 it, for the true scene's class or for the class it predicted.
 
