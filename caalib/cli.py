@@ -19,6 +19,7 @@ from .errors import CaaError
 #: Modules under caalib.commands, each exposing ``register(subparsers)``.
 COMMAND_MODULES: tuple[str, ...] = (
     "data", "features", "model", "inputs", "train", "results", "study", "bench", "claims",
+    "explain", "shift_curve", "unseen",
 )
 
 

@@ -35,8 +35,26 @@ SCENE_TITLES: dict[str, str] = {
 }
 
 DEVICES: tuple[str, ...] = ("a", "b", "c")
+#: The simulated devices of TAU Urban Acoustic Scenes 2020 Mobile (device-A audio passed
+#: through other devices' responses); S4-S6 appear only in its evaluate split.
+SIMULATED_DEVICES: tuple[str, ...] = ("s1", "s2", "s3", "s4", "s5", "s6")
+#: Every device a dataset may hold, in index order: the paper's three keep indices 0-2.
+ALL_DEVICES: tuple[str, ...] = (*DEVICES, *SIMULATED_DEVICES)
 
-DATASETS: tuple[str, ...] = ("dcase2018", "dcase2019")
+DATASETS: tuple[str, ...] = ("dcase2018", "dcase2019", "dcase2020")
+#: The devices each dataset's training split holds: what a model has a slot for (its
+#: CNN-d classes, its conditioning one-hot). A device outside these is unseen.
+TRAIN_DEVICES: dict[str, tuple[str, ...]] = {
+    "dcase2018": DEVICES,
+    "dcase2019": DEVICES,
+    "dcase2020": (*DEVICES, "s1", "s2", "s3"),
+}
+#: The devices each dataset's evaluate split holds.
+EVAL_DEVICES: dict[str, tuple[str, ...]] = {
+    "dcase2018": DEVICES,
+    "dcase2019": DEVICES,
+    "dcase2020": ALL_DEVICES,
+}
 
 #: Where a stage computes (the torch device): ``auto`` picks CUDA when present.
 ACCELERATORS: tuple[str, ...] = ("auto", "cpu", "cuda")
@@ -45,7 +63,7 @@ ACCELERATORS: tuple[str, ...] = ("auto", "cpu", "cuda")
 FEATURE_SAMPLE_RATE = 44_100
 
 SCENE_INDEX: dict[str, int] = {s: i for i, s in enumerate(SCENES)}
-DEVICE_INDEX: dict[str, int] = {d: i for i, d in enumerate(DEVICES)}
+DEVICE_INDEX: dict[str, int] = {d: i for i, d in enumerate(ALL_DEVICES)}
 
 #: Table I's best conditioned layer per (topology, pooling): the layer the paper's
 #: Tables II and III condition (study notes section 5). One copy for the whole study.

@@ -23,7 +23,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .constants import DEVICE_INDEX, DEVICES, FEATURE_SAMPLE_RATE, SCENE_INDEX, SCENES
+from .constants import (
+    ALL_DEVICES,
+    DEVICE_INDEX,
+    DEVICES,
+    EVAL_DEVICES,
+    FEATURE_SAMPLE_RATE,
+    SCENE_INDEX,
+    SCENES,
+    SIMULATED_DEVICES,
+)
 from .errors import DatasetError
 
 META_FILE = "meta.csv"
@@ -32,6 +41,8 @@ FOLD_HEADER_2019 = ("filename", "scene_label")
 FOLD_FILES: dict[str, tuple[str, str]] = {
     "dcase2018": ("evaluation_setup/fold1_train.txt", "evaluation_setup/fold1_evaluate.txt"),
     "dcase2019": ("evaluation_setup/fold1_train.csv", "evaluation_setup/fold1_evaluate.csv"),
+    # TAU 2020 Mobile: the 2019 file styles; told apart by its simulated devices (meta.csv)
+    "dcase2020": ("evaluation_setup/fold1_train.csv", "evaluation_setup/fold1_evaluate.csv"),
 }
 COLUMNS = ("filename", "scene_label", "identifier", "source_label", "split", "scene", "device",
            "city", "location", "segment")
@@ -54,7 +65,7 @@ WAV_FORMATS = ("WAV", "WAVEX", "RF64")
 #: kept here because datasets sit below features).
 MIN_FEATURE_SAMPLES = 2048
 
-_NAME = re.compile(r"^(?:.*/)?([a-z_]+)-([a-z]+)-(\d+)-(\d+)-([a-z])\.wav$")
+_NAME = re.compile(r"^(?:.*/)?([a-z_]+)-([a-z]+)-(\d+)-(\d+)-([a-z]|s\d+)\.wav$")
 
 
 @dataclass
@@ -67,10 +78,23 @@ class _Problems:
         self.lines.append(msg)
 
 
+def _has_simulated_devices(root: Path) -> bool:
+    """Whether meta.csv's ``source_label`` column names a simulated device (s1-s6):
+    the one mark of the 2020 layout, whose fold files look like 2019's."""
+    try:
+        lines = (root / META_FILE).read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return False  # reported by the meta.csv reader
+    sim = set(SIMULATED_DEVICES)
+    return any(line.rstrip("\r").rsplit("\t", 1)[-1] in sim for line in lines[1:])
+
+
 def detect_layout(data_dir: str | os.PathLike[str]) -> str:
-    """``"dcase2018"`` or ``"dcase2019"`` from the fold files in ``evaluation_setup/``."""
+    """``"dcase2018"``, ``"dcase2019"`` or ``"dcase2020"`` from the fold files in
+    ``evaluation_setup/`` (``.txt``: 2018; ``.csv``: 2019, or 2020 when meta.csv holds a
+    simulated device s1-s6)."""
     root = Path(data_dir)
-    found = [lay for lay, files in FOLD_FILES.items() if (root / files[0]).is_file()]
+    found = sorted({files[0] for files in FOLD_FILES.values() if (root / files[0]).is_file()})
     if not found:
         raise DatasetError(
             f"{root / 'evaluation_setup'}: no fold1_train.txt (DCASE 2018) or fold1_train.csv "
@@ -78,7 +102,9 @@ def detect_layout(data_dir: str | os.PathLike[str]) -> str:
     if len(found) > 1:
         raise DatasetError(f"{root / 'evaluation_setup'}: holds both fold1_train.txt and "
                            "fold1_train.csv; keep the one that matches the dataset")
-    return found[0]
+    if found[0].endswith(".txt"):
+        return "dcase2018"
+    return "dcase2020" if _has_simulated_devices(root) else "dcase2019"
 
 
 def _lines(path: Path, problems: _Problems) -> list[str] | None:
@@ -119,7 +145,7 @@ def _read_meta(root: Path, problems: _Problems) -> pd.DataFrame | None:
             continue
         if dev not in DEVICE_INDEX:
             problems.add(f"{where}: unknown device (source_label) {dev!r} for {fname}; "
-                         f"expected one of {', '.join(DEVICES)}")
+                         f"expected one of {', '.join(ALL_DEVICES)}")
             continue
         if m is None:
             problems.add(f"{where}: file name {fname!r} is not "
@@ -149,7 +175,7 @@ def _read_fold(root: Path, rel: str, layout: str, problems: _Problems,
     if lines is None:
         return None
     start = 1
-    if layout == "dcase2019":
+    if layout != "dcase2018":
         if not lines or tuple(lines[0].rstrip("\r").split("\t")) != FOLD_HEADER_2019:
             got = lines[0] if lines else "(empty file)"
             problems.add(f"{path} line 1: header must be 'filename TAB scene_label', got {got!r}")
@@ -185,6 +211,12 @@ def _parse(data_dir: str | os.PathLike[str], problems: _Problems) -> pd.DataFram
         return None
     if not len(df):
         problems.add(f"{root / META_FILE}: lists no clips")
+    allowed = EVAL_DEVICES[layout]
+    for line, fname, dev in zip(df["_line"], df["filename"], df["source_label"], strict=True):
+        if dev not in allowed:
+            problems.add(f"{root / META_FILE} line {line}: device (source_label) {dev!r} of "
+                         f"{fname} is not a device of the {layout} layout "
+                         f"({', '.join(allowed)})")
     index = {f: i for i, f in enumerate(df["filename"])}
     split = [""] * len(df)
     where_split: dict[str, str] = {}
@@ -513,7 +545,7 @@ def summarize(df: pd.DataFrame) -> str:
     dev = df["source_label"].value_counts()
     spl = df["split"].value_counts()
     return (f"{df.attrs.get('layout', '?')} layout, {len(df)} clips ("
-            + ", ".join(f"{d.upper()} {int(dev.get(d, 0))}" for d in DEVICES)
+            + ", ".join(f"{d.upper()} {int(dev.get(d, 0))}" for d in _table_devices(df))
             + f"); train {int(spl.get('train', 0))}, evaluate {int(spl.get('evaluate', 0))}, "
             f"no split {int(spl.get('', 0))}")
 
@@ -522,6 +554,12 @@ def summarize(df: pd.DataFrame) -> str:
 
 #: The splits of ``read_dataset``'s ``split`` column, in table order ("" = no split).
 SPLITS: tuple[str, ...] = ("train", "evaluate")
+
+
+def _table_devices(meta: pd.DataFrame) -> list[str]:
+    """The devices a table lists: A, B and C always, a simulated device when present."""
+    present = set(meta["source_label"].astype(str))
+    return [*DEVICES, *(d for d in SIMULATED_DEVICES if d in present)]
 
 
 def _split_column(meta: pd.DataFrame) -> pd.Series:
@@ -541,7 +579,7 @@ def clip_counts(meta: pd.DataFrame) -> pd.DataFrame:
     split = _split_column(meta)
     splits = [s for s in (*SPLITS, "none") if (split == s).any()]
     table = pd.crosstab(meta["scene_label"], [split, meta["source_label"]])
-    cols = [(s, d) for s in splits for d in DEVICES if (s, d) in table.columns]
+    cols = [(s, d) for s in splits for d in ALL_DEVICES if (s, d) in table.columns]
     rows = [s for s in SCENES if s in table.index]
     table = table.reindex(index=rows, columns=pd.MultiIndex.from_tuples(cols)).fillna(0)
     table = table.astype(int)
@@ -555,7 +593,8 @@ def clip_counts(meta: pd.DataFrame) -> pd.DataFrame:
 def device_split_counts(meta: pd.DataFrame) -> pd.DataFrame:
     """Clips per device (rows) and split (columns): the imbalance the paper blames."""
     split = _split_column(meta)
-    table = pd.crosstab(meta["source_label"], split).reindex(index=list(DEVICES)).fillna(0)
+    table = pd.crosstab(meta["source_label"], split).reindex(
+        index=_table_devices(meta)).fillna(0)
     order = [s for s in (*SPLITS, "none") if s in table.columns]
     table = table[order].astype(int)
     table["all"] = table.sum(axis=1)
@@ -572,13 +611,22 @@ def recording_key(meta: pd.DataFrame) -> pd.Series:
     return meta["filename"].map(lambda f: Path(str(f)).stem.rsplit("-", 1)[0])
 
 
+def _heard_by_abc(meta: pd.DataFrame, key: pd.Series) -> pd.Series:
+    """Per row: its recording is heard by A, B and C, each once, and by no device twice
+    (on the 2020 layout it may be heard by simulated devices too; they stay with it)."""
+    source = meta["source_label"].astype(str)
+    grouped = source.groupby(key)
+    once = grouped.transform("size") == grouped.transform("nunique")
+    abc = source.isin(DEVICES).groupby(key).transform("sum") == len(DEVICES)
+    return once & abc
+
+
 def parallel_recordings(meta: pd.DataFrame, split: str | None = "evaluate") -> pd.DataFrame:
-    """Rows of every recording present on all three devices, ordered by key then device."""
+    """Rows of every recording heard by A, B and C, with every device that heard it (A, B
+    and C on DCASE 2018/2019; simulated twins too on 2020), ordered by key then device."""
     rows = meta if split is None else meta[meta["split"] == split]
     key = recording_key(rows)
-    full = key.groupby(key).transform("size") == len(DEVICES)
-    has_all = rows.assign(recording=key)[full & rows.groupby(key)["source_label"]
-                                          .transform("nunique").eq(len(DEVICES))]
+    has_all = rows.assign(recording=key)[_heard_by_abc(rows, key)]
     dev_order = has_all["source_label"].map(DEVICE_INDEX)
     return (has_all.assign(_d=dev_order).sort_values(["recording", "_d"])
             .drop(columns="_d").reset_index(drop=True))
@@ -586,7 +634,8 @@ def parallel_recordings(meta: pd.DataFrame, split: str | None = "evaluate") -> p
 
 def pick_parallel_recording(meta: pd.DataFrame, scene: str | None = None,
                             split: str | None = "evaluate") -> pd.DataFrame:
-    """One recording heard by devices A, B and C (three rows, in device order).
+    """One recording heard by devices A, B and C (its rows, in device order: three on
+    DCASE 2018/2019, with its simulated twins on 2020).
 
     Picks the first recording (by key) of ``scene``, or of any scene when ``scene`` is
     None, so the choice is the same every run.
@@ -605,13 +654,14 @@ def pick_parallel_recording(meta: pd.DataFrame, scene: str | None = None,
 
 
 def parallel_mask(meta: pd.DataFrame, split: str | None = None) -> np.ndarray:
-    """Boolean mask over ``meta`` of the clips that belong to a three-device recording.
+    """Boolean mask over ``meta`` of the clips of a recording heard by A, B and C (with
+    its simulated twins on the 2020 layout; see :func:`parallel_recordings`).
 
     ``meta`` needs ``filename`` and ``source_label`` (a feature file's meta suffices);
     ``split`` restricts to one split when ``meta`` has a ``split`` column.
     """
     key = recording_key(meta)
-    ok = meta.groupby(key)["source_label"].transform("nunique").eq(len(DEVICES)).to_numpy()
+    ok = _heard_by_abc(meta, key).to_numpy()
     if split is not None and "split" in meta.columns:
         ok &= (meta["split"] == split).to_numpy()
     return ok

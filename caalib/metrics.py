@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .constants import DEVICES, SCENES
+from .constants import ALL_DEVICES, DEVICES, SCENES
 
 
 def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], n_classes: int) -> np.ndarray:
@@ -41,13 +41,14 @@ def device_metrics(
     y_pred: Sequence[int],
     devices: Sequence[str],
     scenes: Sequence[str] = SCENES,
-    device_names: Sequence[str] = DEVICES,
+    device_names: Sequence[str] = ALL_DEVICES,
 ) -> dict:
     """Per-device macro accuracy, class-wise accuracies, confusion matrices and counts.
 
     Returns ``{"accuracy": {dev: acc, ..., "avg": mean}, "classwise": {dev: {scene: acc}},
     "confusion": {dev: [[...]]}, "n_eval": {dev: n}}`` for every device that has clips.
-    Accuracies are fractions in [0, 1]. "avg" is the mean over the devices present.
+    Accuracies are fractions in [0, 1]. "avg" is the mean over the devices present (A, B
+    and C on DCASE 2018/2019; all nine on the 2020 layout, as DCASE 2020 scored it).
     """
     y_true = np.asarray(y_true, dtype=np.int64)
     y_pred = np.asarray(y_pred, dtype=np.int64)

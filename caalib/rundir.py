@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .constants import DATASETS, DEVICES, SCENES
+from .constants import ALL_DEVICES, DATASETS, DEVICES, SCENES
 from .errors import CaaError
 from .spec import ModelSpecError, validate_spec
 
@@ -59,13 +59,27 @@ EXECUTION_FIELDS: frozenset[str] = frozenset(
     {"accelerator", "fast", "compile", "checkpoint_every", "eval_schedule"})
 #: Switches that name a variant in the run name, with the value a config written before
 #: the switch existed counts as.
+#: The unseen-device policy and the augmentations with their published
+#: hyper-parameters (caalib.training.augment): what a config written before they existed
+#: did, so such a config may lack them.
+UNSEEN_AND_AUGMENT_DEFAULTS: dict[str, Any] = {
+    "unseen_source": "nearest", "augment": "", "mixstyle_p": 0.4, "mixstyle_alpha": 0.3,
+    "dir_p": 0.6, "mixup_alpha": 0.3,
+}
 NAME_DEFAULTS: dict[str, Any] = {
     "lr_decay": "released", "lambda_mode": "released", "attention": "released",
     "resampler": "kaiser_best", "precision": "fp32", "tf32": False, "cpu_threads": 1,
+    **UNSEEN_AND_AUGMENT_DEFAULTS,
+}
+#: Each augmentation's hyper-parameters and the letters that name them in a run name.
+AUGMENT_PARAMETERS: dict[str, tuple[tuple[str, str], ...]] = {
+    "dir": (("dir_p", "p"),),
+    "freq_mixstyle": (("mixstyle_p", "p"), ("mixstyle_alpha", "a")),
+    "mixup": (("mixup_alpha", "a"),),
 }
 PROFILES: tuple[str, ...] = ("tiny", "demo", "paper")
 
-ACCURACY_KEYS: tuple[str, ...] = (*DEVICES, "avg")
+ACCURACY_KEYS: tuple[str, ...] = (*ALL_DEVICES, "avg")
 LABEL_COLUMNS: tuple[str, ...] = ("filename", "source", "scene_label", "predicted")
 SCORE_COLUMNS: tuple[str, ...] = tuple(f"score_{s}" for s in SCENES)
 PREDICTION_COLUMNS: tuple[str, ...] = (*LABEL_COLUMNS, *SCORE_COLUMNS)
@@ -74,6 +88,23 @@ HISTORY_COLUMNS: tuple[str, ...] = (
     "acc_a", "acc_b", "acc_c", "acc_avg",
     "device_recall_a", "device_recall_b", "device_recall_c", "device_acc",
 )
+
+
+def history_columns(devices: tuple[str, ...] = DEVICES) -> tuple[str, ...]:
+    """The history.csv columns of a run scored on ``devices``: :data:`HISTORY_COLUMNS`
+    for A, B and C, with ``acc_<d>`` and ``device_recall_<d>`` added for each other
+    device (the 2020 layout's simulated ones), so 2018/2019 histories stay as they were."""
+    extra = [d for d in devices if d not in DEVICES]
+    if not extra:
+        return HISTORY_COLUMNS
+    cols = list(HISTORY_COLUMNS)
+    at = cols.index("acc_avg")
+    cols[at:at] = [f"acc_{d}" for d in extra]
+    at = cols.index("device_acc")
+    cols[at:at] = [f"device_recall_{d}" for d in extra]
+    return tuple(cols)
+
+
 #: The history columns the readers use (older histories lack some of the others).
 HISTORY_REQUIRED: tuple[str, ...] = ("iteration", "loss", "acc_avg")
 ATTENTION_ARRAYS: tuple[str, ...] = (
@@ -209,6 +240,14 @@ def read_config_dict(run_dir: str | Path) -> dict[str, Any]:
     if "cpu_threads" in cfg and cfg["cpu_threads"] is not None and (
             not _is_int(cfg["cpu_threads"]) or cfg["cpu_threads"] < 1):
         raise bad("cpu_threads", "a positive integer")
+    if "unseen_source" in cfg and (not isinstance(cfg["unseen_source"], str)
+                                   or not cfg["unseen_source"] or "/" in cfg["unseen_source"]):
+        raise bad("unseen_source", "a name")
+    if "augment" in cfg and (not isinstance(cfg["augment"], str) or "/" in cfg["augment"]):
+        raise bad("augment", "a '+'-joined list of names (or empty)")
+    for field in ("mixstyle_p", "mixstyle_alpha", "dir_p", "mixup_alpha"):
+        if field in cfg and not _is_real(cfg[field]):
+            raise bad(field, "a number")
     if cfg.get("data_fingerprint") is not None and not isinstance(cfg["data_fingerprint"], str):
         raise bad("data_fingerprint", "a string or null")
     return dict(cfg)
@@ -251,7 +290,23 @@ def expected_run_name(cfg: Mapping[str, Any]) -> str:
         parts.append("tf32")
     if _switch(cfg, "cpu_threads") != 1:
         parts.append(f"cpu{_switch(cfg, 'cpu_threads')}")
-    return "-".join(parts)
+    return "-".join(parts + variant_suffixes(cfg))
+
+
+def variant_suffixes(cfg: Mapping[str, Any]) -> list[str]:
+    """The run-name parts of the unseen-device policy and the augmentations, after every
+    older switch: ``unseen_<policy>`` off ``nearest``, then per augmentation on its name
+    plus each hyper-parameter off its published default (``freq_mixstyle_p0.5``)."""
+    parts = []
+    if _switch(cfg, "unseen_source") != "nearest":
+        parts.append(f"unseen_{_switch(cfg, 'unseen_source')}")
+    augment = str(_switch(cfg, "augment") or "")
+    for name in augment.split("+") if augment else []:
+        extra = "".join(f"_{tag}{float(_switch(cfg, field)):g}"
+                        for field, tag in AUGMENT_PARAMETERS.get(name, ())
+                        if float(_switch(cfg, field)) != NAME_DEFAULTS[field])
+        parts.append(name + extra)
+    return parts
 
 
 def run_identity(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -306,7 +361,7 @@ def read_metrics(run_dir: str | Path) -> dict[str, Any]:
     for key in ACCURACY_KEYS:
         if key in acc:
             _fraction(acc[key], path, f"accuracy.{key}")
-    devices = [d for d in DEVICES if d in acc]
+    devices = [d for d in ALL_DEVICES if d in acc]
     if not devices or "avg" not in acc:
         raise RunStoreError(f"{path}: field accuracy needs at least one device and avg, "
                             f"got {sorted(acc)}")
@@ -357,7 +412,7 @@ def read_metrics(run_dir: str | Path) -> dict[str, Any]:
     _fraction(met.get("device_accuracy"), path, "device_accuracy", null=True)
     recall = met.get("device_recall")
     if recall is not None:
-        if not isinstance(recall, dict) or not set(recall) <= set(DEVICES):
+        if not isinstance(recall, dict) or not set(recall) <= set(ALL_DEVICES):
             raise RunStoreError(f"{path}: field device_recall = {recall!r} is not an object "
                                 "of per-device fractions")
         for dev, value in recall.items():
@@ -375,7 +430,7 @@ def read_metrics(run_dir: str | Path) -> dict[str, Any]:
 
 def eval_sources(metrics: Mapping[str, Any]) -> list[str]:
     """The devices a run was scored on (from a checked metrics dict), in device order."""
-    return [d for d in DEVICES if d in metrics["accuracy"]]
+    return [d for d in ALL_DEVICES if d in metrics["accuracy"]]
 
 
 # ---------------------------------------------------------------------- predictions.csv
@@ -427,7 +482,7 @@ def read_predictions(run_dir: str | Path,
             i = int(bad.nonzero()[0][0])
             raise RunStoreError(f"{path}, line {_line(i)}: unknown scene {df[col].iloc[i]!r} "
                                 f"in {col}")
-    bad = (~df["source"].isin(DEVICES)).to_numpy()
+    bad = (~df["source"].isin(ALL_DEVICES)).to_numpy()
     if bad.any():
         i = int(bad.nonzero()[0][0])
         raise RunStoreError(f"{path}, line {_line(i)}: unknown source {df['source'].iloc[i]!r}")
@@ -449,7 +504,7 @@ def read_predictions(run_dir: str | Path,
     n_eval = met["n_eval"]
     counts = df["source"].value_counts()
     wrong = [f"source {d}: {int(counts.get(d, 0))} rows for {n_eval.get(d, 0)} clips"
-             for d in DEVICES if int(counts.get(d, 0)) != int(n_eval.get(d, 0))]
+             for d in ALL_DEVICES if int(counts.get(d, 0)) != int(n_eval.get(d, 0))]
     if wrong:
         raise RunStoreError(f"{path}: does not match n_eval of {run_dir / METRICS_FILE} "
                             f"({'; '.join(wrong)}); truncated, or from another run?")
@@ -558,7 +613,7 @@ def read_attention(run_dir: str | Path) -> dict[str, np.ndarray]:
         bad = sorted(set(out[key]) - set(SCENES))
         if bad:
             raise RunStoreError(f"{path}: field {key!r} holds unknown scene(s) {bad}")
-    bad = sorted(set(out["source"]) - set(DEVICES))
+    bad = sorted(set(out["source"]) - set(ALL_DEVICES))
     if bad:
         raise RunStoreError(f"{path}: field 'source' holds unknown source(s) {bad}")
     return out

@@ -33,6 +33,14 @@ COND_LAYERS: tuple[int, ...] = (1, 2, 3, 4)
 #: The released attention head, or the paper's Eqs. 5-6 as written.
 ATTENTION_VARIANTS: tuple[str, ...] = ("released", "paper")
 ATTENTION_POOLINGS: tuple[str, ...] = ("att", "roi+att")
+#: What a conditioned strategy feeds for a recording device it has no slot for (one
+#: seen only in evaluation): the nearest known device, or no conditioning at all
+#: (docs/unseen-devices.md).
+UNSEEN_SOURCE_POLICIES: tuple[str, ...] = ("nearest", "none")
+#: Training-time augmentations, orthogonal to model and strategy, in the order they
+#: apply to a batch (docs/unseen-devices.md): device impulse responses on the
+#: waveform's spectrum, Freq-MixStyle on the normalised log-mel, mixup last.
+AUGMENTATIONS: tuple[str, ...] = ("dir", "freq_mixstyle", "mixup")
 
 
 class ModelSpecError(ConfigError, ValueError):

@@ -43,6 +43,24 @@ def tiny_features_2018(tiny_dataset_2018: Path) -> Path:
     )
 
 
+@pytest.fixture(scope="session")
+def tiny_dataset_2020(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 2020 layout: A, B, C and simulated S1-S6, S4-S6 in the evaluate split only."""
+    from caalib.synth import synthesize
+
+    out = tmp_path_factory.mktemp("synth") / "tiny2020"
+    return synthesize(out, profile="tiny", layout="dcase2020", seed=0, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_features_2020(tiny_dataset_2020: Path) -> Path:
+    from caalib.features import default_feature_path, extract_features
+
+    return extract_features(
+        tiny_dataset_2020, default_feature_path(tiny_dataset_2020), progress=False
+    )
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny models are dominated by thread hand-offs: on 2 shared cores one torch thread

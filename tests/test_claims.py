@@ -340,10 +340,12 @@ def test_cli_paper_only_writes_the_files(tmp_path, capsys) -> None:
     assert "| z_68_vs_65 | 2,518 (device A clips)" in md
 
 
-def test_cli_without_paper_only_says_not_built(tmp_path, capsys) -> None:
+def test_cli_without_paper_only_or_profile_says_what_to_choose(tmp_path, capsys) -> None:
     assert main(["claims", str(tmp_path / "results")]) == 2
     err = capsys.readouterr().err
-    assert "not built yet" in err and "--paper-only" in err
+    assert "--profile" in err and "--paper-only" in err
+    assert main(["claims", "--paper-only", "--profile", "tiny", str(tmp_path / "results")]) == 2
+    assert "exclude each other" in capsys.readouterr().err
     assert not (tmp_path / "results").exists()
 
 

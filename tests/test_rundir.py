@@ -474,7 +474,7 @@ def test_rundir_imports_neither_training_nor_results() -> None:
     ({"cond_layer": 5}, "field cond_layer: 5 is not one of 1, 2, 3, 4"),
     ({"train_source": "a"}, "train_source = 'a' is not null"),
     ({"profile": "huge"}, "profile = 'huge'"),
-    ({"dataset": "dcase2020"}, "dataset = 'dcase2020'"),
+    ({"dataset": "dcase2021"}, "dataset = 'dcase2021'"),
     ({"tf32": "yes"}, "tf32 = 'yes'"),
     ({"lr_decay": 1}, "lr_decay = 1 is not a name"),
 ])

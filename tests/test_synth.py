@@ -179,7 +179,7 @@ def test_synthesize_refuses_bad_settings(tmp_path: Path, tiny_dataset_2018: Path
     with pytest.raises(ConfigError, match="profile"):
         synthesize(tmp_path / "x", profile="huge")
     with pytest.raises(ConfigError, match="layout"):
-        synthesize(tmp_path / "x", layout="dcase2020")
+        synthesize(tmp_path / "x", layout="dcase2021")
     with pytest.raises(ConfigError, match="seed"):
         synthesize(tmp_path / "x", seed=-1)
     with pytest.raises(DatasetError, match="not empty"):

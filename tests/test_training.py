@@ -33,6 +33,7 @@ from caalib.training import (
     lr_at,
     train,
 )
+from caalib.training.data import ATTENTION_RECORDINGS_PER_SCENE
 from caalib.training.runstore import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -185,11 +186,20 @@ def test_attention_clips_pick_first_parallel_recording_per_scene():
                              scene_label="park" if ident != "y-0" else "bus",
                              filename=f"{ident}-{seg}-{d}"))
     meta = pd.DataFrame(rows)
-    picked = meta.iloc[attention_clips(meta, DEVICES)]
+    picked = meta.iloc[attention_clips(meta, DEVICES, per_scene=1)]
     assert list(picked["filename"]) == ["y-0-0-a", "y-0-0-b", "y-0-0-c",
                                         "x-2-1-a", "x-2-1-b", "x-2-1-c"]
-    only_b = meta.iloc[attention_clips(meta, ("b",))]
+    only_b = meta.iloc[attention_clips(meta, ("b",), per_scene=1)]
     assert list(only_b["filename"]) == ["y-0-0-b", "x-2-1-b"]
+    # more recordings per scene: three-device ones first (in sorted order), then the rest
+    three = meta.iloc[attention_clips(meta, DEVICES, per_scene=3)]
+    assert list(three["filename"]) == ["y-0-0-a", "y-0-0-b", "y-0-0-c",
+                                       "x-2-1-a", "x-2-1-b", "x-2-1-c",
+                                       "x-2-3-a", "x-2-3-b", "x-2-3-c", "x-1-0-a", "x-1-0-b"]
+    assert list(meta.iloc[attention_clips(meta, ("c",), per_scene=3)]["filename"]) == [
+        "y-0-0-c", "x-2-1-c", "x-2-3-c"]
+    with pytest.raises(ValueError, match="per_scene"):
+        attention_clips(meta, DEVICES, per_scene=0)
 
 
 def test_learning_rate_rules():
@@ -252,8 +262,17 @@ def test_attention_clips_are_parallel_recordings_shared_by_all_runs(strategy_run
     stems = {}
     for f in joint["filename"]:  # scene-city-location-segment shared by the three devices
         stems.setdefault(str(f).rsplit("-", 1)[0], []).append(str(f)[-5])
-    assert len(stems) == len(SCENES)
-    assert all(sorted(devs) == list(DEVICES) for devs in stems.values())
+    # several recordings per scene where the data has them, so the heat-map browser's
+    # Clip control has a choice; each scene's first (the one Fig. 7 draws) is on all three
+    scene_of = {str(f).rsplit("-", 1)[0]: str(s)
+                for f, s in zip(joint["filename"], joint["scene_label"], strict=True)}
+    first = {}
+    for stem in stems:
+        first.setdefault(scene_of[stem], stem)
+    assert set(first) == set(SCENES)
+    assert all(stems[stem] == list(DEVICES) for stem in first.values())
+    per_scene = pd.Series([scene_of[stem] for stem in stems]).value_counts()
+    assert per_scene.max() == ATTENTION_RECORDINGS_PER_SCENE
 
 
 def test_released_lambda_switches_after_first_evaluation(strategy_runs):

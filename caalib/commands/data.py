@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -11,7 +12,7 @@ from ..constants import DATASETS
 
 #: The synthetic-data profiles (caalib.synth.SYNTH_PROFILES), named here so that building
 #: the parser does not import the audio stack (the CLI must start where none is installed).
-SYNTH_PROFILE_NAMES = ("tiny", "demo", "full")
+SYNTH_PROFILE_NAMES = ("tiny", "demo", "full", "sim-tiny", "sim-demo", "sim-gpu")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,6 +30,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="do nothing when OUT_DIR already holds this exact dataset")
     p.add_argument("--workers", type=int, default=None,
                    help="processes to render with (default: the profile's)")
+    p.add_argument("--shift", type=float, default=None, metavar="X",
+                   help="device-shift strength: 0 = phones differ from device A only in "
+                        "sample rate and channels, 1 = as designed, above 1 = further "
+                        "(default: the profile's; docs/simulation.md)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_synth)
 
@@ -57,9 +62,13 @@ def _synth(args: argparse.Namespace) -> int:
         )
     if args.seed < 0:
         raise ConfigError(f"--seed must be non-negative, got {args.seed}")
-    settings = f"profile {args.profile}, layout {args.layout}, seed {args.seed}"
+    shift = SYNTH_PROFILES[args.profile].shift if args.shift is None else args.shift
+    if not math.isfinite(shift) or shift < 0:
+        raise ConfigError(f"--shift must be a finite number >= 0, got {args.shift}")
+    settings = (f"profile {args.profile}, layout {args.layout}, seed {args.seed}, "
+                f"shift {shift:g}")
     if args.skip_existing and existing_matches(args.out_dir, args.profile, args.layout,
-                                               args.seed):
+                                               args.seed, shift):
         print(f"{args.out_dir}: already holds the synthetic dataset ({settings}); "
               "nothing to do")
         return 0
@@ -67,7 +76,7 @@ def _synth(args: argparse.Namespace) -> int:
         _explain_mismatch(args.out_dir, settings)
     start = time.perf_counter()
     out = synthesize(args.out_dir, profile=args.profile, layout=args.layout, seed=args.seed,
-                     progress=not args.quiet, workers=args.workers)
+                     progress=not args.quiet, workers=args.workers, shift=shift)
     df = read_dataset(out)
     print(f"{out}: {summarize(df)} ({settings}) in {time.perf_counter() - start:.1f} s")
     return 0
@@ -86,7 +95,8 @@ def _explain_mismatch(out_dir: Path, settings: str) -> None:
         return
     raise DatasetError(
         f"{out_dir}: not empty; it holds a dataset synthesised with profile "
-        f"{old.get('profile')}, layout {old.get('layout')}, seed {old.get('seed')} "
+        f"{old.get('profile')}, layout {old.get('layout')}, seed {old.get('seed')}, "
+        f"shift {old.get('shift', 1.0)} "
         f"(generator version {old.get('version')}) or an incomplete one, not {settings}; "
         "remove it or choose another directory")
 

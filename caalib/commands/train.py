@@ -50,6 +50,7 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lambda-mode", choices=LAMBDA_MODES, default="released")
     p.add_argument("--attention", choices=ATTENTION_MODES, default="released")
     _add_recipe_flags(p)
+    add_variant_flags(p)
     p.add_argument("--tf32", action=argparse.BooleanOptionalAction, default=None,
                    help="TF32 for fp32 CUDA ops (default: on with bf16, off with fp32)")
     p.add_argument("--accelerator", choices=ACCELERATORS, default="auto",
@@ -74,7 +75,7 @@ def _train(args: argparse.Namespace) -> int:
         lr_decay=args.lr_decay, lambda_mode=args.lambda_mode, attention=args.attention,
         accelerator=args.accelerator, fast=args.fast, compile=args.compile,
         resampler=args.resampler, precision=args.precision, tf32=args.tf32,
-        cpu_threads=args.cpu_threads,
+        cpu_threads=args.cpu_threads, **variant_overrides(args),
     )
     if args.iterations is not None:
         overrides["iterations"] = args.iterations
@@ -120,6 +121,39 @@ def _add_recipe_flags(p: argparse.ArgumentParser) -> None:
                         "CPU; the released code trained in fp32)")
 
 
+def add_variant_flags(p: argparse.ArgumentParser, sweep: bool = False) -> None:
+    """The unseen-device policy and the augmentations (docs/unseen-devices.md): part of
+    a run's identity, named in its run name when off their defaults."""
+    from ..rundir import UNSEEN_AND_AUGMENT_DEFAULTS as d
+    from ..spec import AUGMENTATIONS, UNSEEN_SOURCE_POLICIES
+
+    where = (" (teacher-forcing and multi-task runs only; the others keep the default)"
+             if sweep else " (teacher_forcing / multi_task only)")
+    p.add_argument("--unseen-source", choices=UNSEEN_SOURCE_POLICIES,
+                   default=d["unseen_source"],
+                   help="what the conditioning gets for a device seen only in evaluation: "
+                        f"nearest known device or none (default {d['unseen_source']})" + where)
+    p.add_argument("--augment", default=d["augment"], metavar="NAMES",
+                   help="training-time augmentations, '+'-joined: "
+                        f"{', '.join(AUGMENTATIONS)} (default: none, as released)")
+    p.add_argument("--mixstyle-p", type=float, default=d["mixstyle_p"],
+                   help=f"Freq-MixStyle: probability per batch (default {d['mixstyle_p']})")
+    p.add_argument("--mixstyle-alpha", type=float, default=d["mixstyle_alpha"],
+                   help=f"Freq-MixStyle: Beta(alpha, alpha) mix (default {d['mixstyle_alpha']})")
+    p.add_argument("--dir-p", type=float, default=d["dir_p"],
+                   help="device impulse responses: probability per device-A clip "
+                        f"(default {d['dir_p']})")
+    p.add_argument("--mixup-alpha", type=float, default=d["mixup_alpha"],
+                   help=f"mixup: Beta(alpha, alpha) weight (default {d['mixup_alpha']})")
+
+
+def variant_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The TrainConfig fields of :func:`add_variant_flags`."""
+    return dict(unseen_source=args.unseen_source, augment=args.augment,
+                mixstyle_p=args.mixstyle_p, mixstyle_alpha=args.mixstyle_alpha,
+                dir_p=args.dir_p, mixup_alpha=args.mixup_alpha)
+
+
 def _register_sweep(sub: argparse._SubParsersAction) -> None:
     from ..training.config import PROFILES_NAMES
 
@@ -137,6 +171,7 @@ def _register_sweep(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--models", default=None,
                    help="comma-separated topology:pooling, e.g. atrous:att,pool:att")
     _add_recipe_flags(p)
+    add_variant_flags(p, sweep=True)
     p.add_argument("--dry-run", action="store_true",
                    help="list the runs and their status, and the time the pending ones "
                         "need at least (FLOPs at the measured matmul rate)")
@@ -210,7 +245,12 @@ def _sweep(args: argparse.Namespace) -> int:
         dataset = layout
     configs = enumerate_runs(args.table, args.profile, dataset, seeds=args.seeds,
                              models=parse_models(args.models), resampler=args.resampler,
-                             precision=args.precision, cpu_threads=args.cpu_threads)
+                             precision=args.precision, cpu_threads=args.cpu_threads,
+                             **{k: v for k, v in variant_overrides(args).items()
+                                if k != "unseen_source"})
+    # the unseen-device policy is the conditioned strategies' alone
+    configs = [c.replace(unseen_source=args.unseen_source) if c.conditioned else c
+               for c in configs]
     if args.dry_run:
         from ..datasets import read_dataset
         from ..training.estimate import floor
@@ -289,5 +329,5 @@ def _print_summary(table: str, summary: Any) -> None:
     for row in summary.itertuples():
         if row.status in ("locked", "failed"):
             print(f"[sweep] {row.status}: {row.run_name}: {row.error}")
-    cols = ["run_name", "status", "acc_a", "acc_b", "acc_c", "acc_avg"]
+    cols = ["run_name", "status", *(c for c in summary.columns if c.startswith("acc_"))]
     print(summary[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))

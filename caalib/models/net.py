@@ -199,8 +199,9 @@ class CAANet(nn.Module):
                              f"{source.tolist()}")
         return one_hot(source.to(self.conditioning.conv.weight.device), self.n_sources, dtype)
 
-    def _run(self, x: torch.Tensor, source: torch.Tensor | None,
-             collect: bool) -> tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor]]:
+    def _run(self, x: torch.Tensor, source: torch.Tensor | None, collect: bool,
+             unconditioned: torch.Tensor | None = None,
+             ) -> tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor]]:
         if x.dim() != 3:
             raise ValueError(f"input must be (batch, time, mel), got shape {tuple(x.shape)}")
         x = x.unsqueeze(1)
@@ -211,10 +212,15 @@ class CAANet(nn.Module):
             source_logp = self.device_cnn(x)
             onehot = one_hot(source_logp.argmax(dim=1), self.n_sources,
                              self.conditioning.conv.weight.dtype)
+            if unconditioned is not None:  # rows of an unseen device: a zero one-hot
+                onehot = onehot * (~unconditioned.to(onehot.device))[:, None].to(onehot.dtype)
             shift = self.conditioning(onehot)
         elif self.strategy == "teacher_forcing":
             assert self.conditioning is not None
-            shift = self.conditioning(self._given_source_onehot(source, x.shape[0]))
+            onehot = self._given_source_onehot(source, x.shape[0])
+            if unconditioned is not None:
+                onehot = onehot * (~unconditioned.to(onehot.device))[:, None].to(onehot.dtype)
+            shift = self.conditioning(onehot)
         maps = []
         for i, block in enumerate(self.blocks, start=1):
             x = block(x, shift if i == self.cond_layer else None)
@@ -223,14 +229,18 @@ class CAANet(nn.Module):
         return x, source_logp, maps
 
     def forward(self, x: torch.Tensor, source: torch.Tensor | None = None, *,
-                device: torch.Tensor | None = None) -> ModelOutput:
+                device: torch.Tensor | None = None,
+                unconditioned: torch.Tensor | None = None) -> ModelOutput:
         """``x`` (B, T, F) log-mels; ``source`` (B,) true source (recording-device)
-        indices (teacher forcing; ignored by the other strategies).
+        indices (teacher forcing; ignored by the other strategies). ``unconditioned``
+        (B,) bool marks rows to condition on a zero one-hot (a device the model has no
+        slot for, ``unseen_source="none"``; conditioned strategies only).
 
         ``device=`` is the deprecated name of ``source`` (kept for one release; it warns).
         """
         source = _deprecated_source(source, device)
-        features, source_logp, _ = self._run(x, source, collect=False)
+        features, source_logp, _ = self._run(x, source, collect=False,
+                                             unconditioned=unconditioned)
         scene, attention = self.head(features)
         return ModelOutput(scene=scene, source=source_logp, attention=attention)
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..constants import DEVICES
+from ..constants import ALL_DEVICES, DEVICES
 from ..rundir import (
     CONFIG_FIELDS,
     METRICS_FILE,
@@ -71,6 +71,9 @@ def read_run(run_dir: str | Path, config: dict[str, Any] | None = None) -> dict[
     row.update({f: cfg[f] for f in CONFIG_FIELDS})
     for key in (*DEVICES, "avg"):
         row[f"acc_{key}"] = float(acc[key]) if key in acc else float("nan")
+    for key in ALL_DEVICES:  # the 2020 layout's simulated devices, where scored
+        if key not in DEVICES and key in acc:
+            row[f"acc_{key}"] = float(acc[key])
     dev_acc = met.get("device_accuracy")
     row["device_accuracy"] = float("nan") if dev_acc is None else float(dev_acc)
     row["iterations"] = met.get("iterations")
@@ -119,14 +122,20 @@ def load_runs(results_dir: str | Path, include_unfinished: bool = False) -> pd.D
 
     ``results_dir`` may also be a runs directory itself. Columns: :data:`RUN_COLUMNS`;
     accuracies are fractions as in metrics.json (NaN for devices a single-device run
-    was not evaluated on). An empty frame (same columns) when there is no run yet.
+    was not evaluated on). A device other than A, B and C (the 2020 layout's) gets an
+    ``acc_<device>`` column before ``acc_avg`` when some run was scored on it. An empty
+    frame (same columns) when there is no run yet.
     """
     runs = _unique(scan_runs(results_dir, include_unfinished))
     rows = [read_run(d, cfg) for d, cfg in runs]
-    df = pd.DataFrame(rows, columns=list(RUN_COLUMNS))
+    extra = [f"acc_{d}" for d in ALL_DEVICES if any(f"acc_{d}" in r for r in rows)
+             and d not in DEVICES]
+    columns = list(RUN_COLUMNS)
+    columns[columns.index("acc_avg"):columns.index("acc_avg")] = extra
+    df = pd.DataFrame(rows, columns=columns)
     df["cond_layer"] = df["cond_layer"].astype("Int64")
     df["seed"] = df["seed"].astype("Int64")
-    for col in (*ACC_COLUMNS, "device_accuracy", "wall_time_s"):
+    for col in (*ACC_COLUMNS, *extra, "device_accuracy", "wall_time_s"):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
     return df.reset_index(drop=True)
 

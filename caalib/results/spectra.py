@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..constants import DEVICES, FEATURE_SAMPLE_RATE
+from ..constants import ALL_DEVICES, DEVICES, FEATURE_SAMPLE_RATE
 from ..datasets import parallel_mask, pick_parallel_recording, read_dataset
 from ..errors import DatasetError
 
@@ -42,7 +42,7 @@ def device_mean_spectrum(feature: np.ndarray, meta: pd.DataFrame,
     idx = np.arange(len(meta)) if rows is None else np.arange(len(meta))[np.asarray(rows)]
     per_clip = feature[idx].mean(axis=1)  # (n, F)
     cols = {}
-    for d in DEVICES:
+    for d in ALL_DEVICES:  # every device present: A, B, C (and S1-S6 on 2020)
         sel = dev[idx] == d
         if sel.any():
             cols[d] = per_clip[sel].mean(axis=0)

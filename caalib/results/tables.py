@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..atomic import write_text
-from ..constants import DEVICES, SCENE_TITLES, SCENES
+from ..constants import ALL_DEVICES, DEVICES, SCENE_TITLES, SCENES
 from ..errors import CaaError
 from ..rundir import PROFILES, read_metrics, runs_root
 from .output import staged_output
@@ -192,7 +192,7 @@ def classwise_table(run_dir: str | Path) -> pd.DataFrame:
     """Class-wise accuracy (percent) per device of one run; last row is the macro mean."""
     met = read_metrics(run_dir)
     cw = met["classwise"]
-    cols = [d for d in DEVICES if d in cw]
+    cols = [d for d in ALL_DEVICES if d in cw]  # every device scored (nine on 2020)
     data = {d: [np.nan if cw[d].get(s) is None else 100.0 * cw[d][s] for s in SCENES]
             for d in cols}
     df = pd.DataFrame(data, index=[SCENE_TITLES[s] for s in SCENES])
@@ -208,7 +208,7 @@ def device_table(run_dir: str | Path) -> pd.DataFrame:
     met = read_metrics(run_dir)
     acc, n = met["accuracy"], met["n_eval"]
     rows = [{"device": k, "accuracy": 100.0 * acc[k], "n_eval": n.get(k)}
-            for k in (*DEVICES, "avg") if acc.get(k) is not None]
+            for k in (*ALL_DEVICES, "avg") if acc.get(k) is not None]
     if rows and rows[-1]["device"] == "avg":
         rows[-1]["n_eval"] = sum(int(v) for v in n.values()) if n else None
     df = pd.DataFrame(rows, columns=["device", "accuracy", "n_eval"])

@@ -12,20 +12,22 @@ from __future__ import annotations
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from scipy import signal
 from tqdm.auto import tqdm
 
 from ..atomic import atomic_dir, write_json
-from ..constants import DATASETS, SCENES
+from ..constants import ALL_DEVICES, DATASETS, SCENES
 from ..errors import ConfigError, DatasetError
 from .devices import record
+from .evidence import EVIDENCE_FILE, device_masks, scene_masks, write_evidence
 from .layout import CITIES, NO_SPLIT_CITY, Clip, plan_clips, write_metadata
 from .profiles import SYNTH_PROFILES, SynthProfile, profile_counts
-from .scenes import draw_location, render_scene
+from .scenes import draw_location, render_scene_parts
 
 __all__ = ["SYNTH_PROFILES", "SynthProfile", "synthesize", "existing_matches", "SYNTH_VERSION"]
 
@@ -36,9 +38,18 @@ _ALL_CITIES = sorted({*CITIES["dcase2018"], *CITIES["dcase2019"], NO_SPLIT_CITY}
 SETTINGS_FILE = "synth.json"
 
 
-def _settings(profile: str, layout: str, seed: int) -> dict[str, object]:
+def _settings(profile: str, layout: str, seed: int, shift: float = 1.0) -> dict[str, object]:
     return {"generator": "caalib.synth", "version": SYNTH_VERSION, "profile": profile,
-            "layout": layout, "seed": seed}
+            "layout": layout, "seed": seed, "shift": float(shift)}
+
+
+def _shift(prof: SynthProfile, shift: float | None) -> float:
+    """The device-shift strength to render with: ``shift``, else the profile's."""
+    value = prof.shift if shift is None else shift
+    if isinstance(value, bool) or not isinstance(value, int | float | np.floating) \
+            or not np.isfinite(value) or value < 0:
+        raise ConfigError(f"shift must be a finite number >= 0, got {value!r}")
+    return float(value)
 
 
 def _validate(profile: str | SynthProfile, layout: str, seed: int) -> SynthProfile:
@@ -57,14 +68,22 @@ def _validate(profile: str | SynthProfile, layout: str, seed: int) -> SynthProfi
 
 
 def existing_matches(out_dir: str | os.PathLike[str], profile: str = "tiny",
-                     layout: str = "dcase2018", seed: int = 0) -> bool:
-    """True when ``out_dir`` holds a complete dataset synthesised with these settings."""
+                     layout: str = "dcase2018", seed: int = 0,
+                     shift: float | None = None) -> bool:
+    """True when ``out_dir`` holds a complete dataset synthesised with these settings
+    (``shift`` None: the profile's own; a synth.json without one was made at 1)."""
     out = Path(out_dir)
     try:
         recorded = json.loads((out / SETTINGS_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    want = _settings(profile, layout, seed)
+    if not isinstance(recorded, dict):
+        return False
+    recorded.setdefault("shift", 1.0)
+    prof = SYNTH_PROFILES.get(profile)
+    if prof is None:
+        return False
+    want = _settings(profile, layout, seed, _shift(prof, shift))
     if any(recorded.get(k) != v for k, v in want.items()):
         return False
     from ..datasets import read_dataset
@@ -73,7 +92,8 @@ def existing_matches(out_dir: str | os.PathLike[str], profile: str = "tiny",
         df = read_dataset(out)
     except DatasetError:
         return False
-    return len(df) == recorded.get("clips")
+    # a dataset made before the evidence masks existed is made again to gain them
+    return len(df) == recorded.get("clips") and (out / EVIDENCE_FILE).is_file()
 
 
 def _group_seed(seed: int, clip: Clip, *tag: int) -> np.random.Generator:
@@ -82,21 +102,27 @@ def _group_seed(seed: int, clip: Clip, *tag: int) -> np.random.Generator:
 
 
 def _render_group(root: str, group: list[Clip], seed: int, seconds: float,
-                  a_channels: int, a_subtype: str) -> int:
-    """Render one scene segment and write every device's recording of it."""
+                  a_channels: int, a_subtype: str, phone_subtype: str = "PCM_16",
+                  a_rate: int = 48_000, shift: float = 1.0,
+                  ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Render one scene segment and write every device's recording of it; returns each
+    clip's evidence masks (``evidence.device_masks``) by filename."""
     a = group[0]
     traits = draw_location(a.scene, _group_seed(seed, a, 1))
     rng = _group_seed(seed, a, 2, a.segment)
     n = int(round(seconds * 48_000))
-    x = render_scene(a.scene, traits, rng, n, 48_000)
+    x, part = render_scene_parts(a.scene, traits, rng, n, 48_000)
+    scene_mask, shared_mask = scene_masks(x, part)
     for clip in group:
         dev_rng = np.random.default_rng([seed, 3, a.segment, _ALL_CITIES.index(a.city),
-                                         "abc".index(clip.device)])
-        audio, sr = record(x, clip.device, dev_rng, a_channels)
-        subtype = a_subtype if clip.device == "a" else "PCM_16"
+                                         ALL_DEVICES.index(clip.device)])
+        audio, sr = record(x, clip.device, dev_rng, a_channels, shift)
+        if clip.device == "a" and a_rate != sr:  # the 2020 set: device A at 44.1 kHz
+            audio, sr = signal.resample_poly(audio, a_rate, sr, axis=0), a_rate
+        subtype = a_subtype if clip.device == "a" else phone_subtype
         sf.write(os.path.join(root, clip.filename), audio.astype(np.float32), sr,
                  subtype=subtype, format="WAV")
-    return len(group)
+    return {c.filename: device_masks(c.device, scene_mask, shared_mask, shift) for c in group}
 
 
 def _groups(clips: list[Clip]) -> list[list[Clip]]:
@@ -109,16 +135,18 @@ def _groups(clips: list[Clip]) -> list[list[Clip]]:
 
 def synthesize(out_dir: str | os.PathLike[str], profile: str | SynthProfile = "tiny",
                layout: str = "dcase2018", seed: int = 0, progress: bool = True,
-               workers: int | None = None) -> Path:
+               workers: int | None = None, shift: float | None = None) -> Path:
     """Write a synthetic dataset to ``out_dir`` (which must not exist or be empty).
 
     The dataset is built in a temporary directory beside ``out_dir`` and moved into
     place only when complete, so an interrupted run leaves nothing behind.
     ``workers`` overrides the profile's process count (1 renders in-process).
     ``profile`` names one of ``SYNTH_PROFILES`` or is a :class:`SynthProfile` of
-    another size (``caa bench`` times feature extraction on one).
+    another size (``caa bench`` times feature extraction on one). ``shift`` overrides
+    the profile's device-shift strength (``SynthProfile.shift``, docs/simulation.md).
     """
     prof = _validate(profile, layout, seed)
+    prof = replace(prof, shift=_shift(prof, shift))
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DatasetError(f"{out}: already exists and is not empty; remove it or choose "
@@ -127,24 +155,31 @@ def synthesize(out_dir: str | os.PathLike[str], profile: str | SynthProfile = "t
     groups = _groups(clips)
     n_workers = prof.workers if workers is None else max(1, int(workers))
     n_workers = min(n_workers, os.cpu_count() or 1)
-    args = (int(seed), prof.clip_seconds, prof.a_channels, prof.a_subtype)
+    args: tuple = (int(seed), prof.clip_seconds, prof.a_channels, prof.a_subtype)
+    if layout == "dcase2020":  # TAU 2020 Mobile: every clip 44.1 kHz, mono, 24 bit
+        args = (int(seed), prof.clip_seconds, 1, "PCM_24", "PCM_24", 44_100)
     with atomic_dir(out) as tmp:
         (tmp / "audio").mkdir()
         bar = tqdm(total=len(clips), desc=f"synth {prof.name}/{layout}", unit="clip",
                    disable=not progress)
+        masks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         try:
             if n_workers <= 1:
                 for g in groups:
-                    bar.update(_render_group(str(tmp), g, *args))
+                    masks.update(_render_group(str(tmp), g, *args, shift=prof.shift))
+                    bar.update(len(g))
             else:
                 with ProcessPoolExecutor(max_workers=n_workers) as pool:
-                    futures = [pool.submit(_render_group, str(tmp), g, *args) for g in groups]
-                    for fut in futures:
-                        bar.update(fut.result())
+                    futures = [pool.submit(_render_group, str(tmp), g, *args,
+                                           shift=prof.shift) for g in groups]
+                    for g, fut in zip(groups, futures, strict=True):
+                        masks.update(fut.result())
+                        bar.update(len(g))
         finally:
             bar.close()
+        write_evidence(tmp / EVIDENCE_FILE, masks)
         write_metadata(tmp, clips, layout)
-        settings = _settings(prof.name, layout, int(seed))
+        settings = _settings(prof.name, layout, int(seed), prof.shift)
         settings.update(clips=len(clips), counts=profile_counts(prof, layout),
                         profile_settings=asdict(prof))
         write_json(tmp / SETTINGS_FILE, settings)

@@ -22,6 +22,15 @@ CITIES: dict[str, tuple[str, ...]] = {
     "dcase2019": ("barcelona", "helsinki", "lisbon", "london", "lyon", "paris", "prague",
                   "stockholm", "vienna"),
 }
+CITIES["dcase2020"] = CITIES["dcase2019"]
+#: The devices that record parallel twins of chosen device-A segments, per layout and
+#: split: B and C; on the 2020 layout also S1-S3, and S4-S6 in the evaluate split only.
+TWIN_DEVICES: dict[str, dict[str, tuple[str, ...]]] = {
+    "dcase2018": {"train": ("b", "c"), "evaluate": ("b", "c")},
+    "dcase2019": {"train": ("b", "c"), "evaluate": ("b", "c")},
+    "dcase2020": {"train": ("b", "c", "s1", "s2", "s3"),
+                  "evaluate": ("b", "c", "s1", "s2", "s3", "s4", "s5", "s6")},
+}
 #: The 2019 set holds clips from a city in neither split (Milan in the real set).
 NO_SPLIT_CITY = "milan"
 
@@ -93,7 +102,8 @@ def plan_clips(profile: SynthProfile, layout: str, seed: int) -> list[Clip]:
                 raise ValueError(f"{profile.name}: {n_bc} B/C clips but {len(pool)} A clips")
             for j in sorted(rng.choice(len(pool), n_bc, replace=False)):
                 a = pool[j]
-                twins += [Clip(a.scene, a.city, a.location, a.segment, d, split) for d in "bc"]
+                twins += [Clip(a.scene, a.city, a.location, a.segment, d, split)
+                          for d in TWIN_DEVICES[layout][split]]
     return clips + twins
 
 

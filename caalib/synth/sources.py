@@ -475,7 +475,22 @@ def reverb_ir(rng: Rng, sr: int, rt60: float) -> np.ndarray:
 
 def reverberate(rng: Rng, x: np.ndarray, sr: int, rt60: float, wet: float) -> np.ndarray:
     """Mix ``x`` with its convolution by a synthetic room response (``wet`` in [0, 1])."""
+    return reverberate_part(rng, x, None, sr, rt60, wet)[0]
+
+
+def reverberate_part(rng: Rng, x: np.ndarray, part: np.ndarray | None, sr: int, rt60: float,
+                     wet: float) -> tuple[np.ndarray, np.ndarray | None]:
+    """``reverberate`` of ``x``, and of ``part`` (a component of ``x``) in the same room.
+
+    The part gets the same response and the wet gain computed from the whole ``x``, so
+    parts that sum to ``x`` still sum to its reverberated signal (the room is linear).
+    """
     if rt60 <= 0 or wet <= 0:
-        return x
-    y = signal.fftconvolve(x, reverb_ir(rng, sr, rt60))[: x.size]
-    return (1 - wet) * x + wet * y * rms(x) / max(rms(y), 1e-12)
+        return x, part
+    ir = reverb_ir(rng, sr, rt60)
+    y = signal.fftconvolve(x, ir)[: x.size]
+    out = (1 - wet) * x + wet * y * rms(x) / max(rms(y), 1e-12)
+    if part is not None:
+        yp = signal.fftconvolve(part, ir)[: part.size]
+        part = (1 - wet) * part + wet * yp * rms(x) / max(rms(y), 1e-12)
+    return out, part

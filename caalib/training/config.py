@@ -20,10 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from .. import rundir
-from ..constants import ACCELERATORS, DATASETS, DEVICES
+from ..constants import ACCELERATORS, DATASETS, DEVICES, EVAL_DEVICES, TRAIN_DEVICES
 from ..errors import ConfigError
 from ..spec import (  # the model vocabulary, re-exported for the training API
     ATTENTION_VARIANTS,
+    AUGMENTATIONS,
+    UNSEEN_SOURCE_POLICIES,
     ModelSpec,
     ModelSpecError,
     validate_spec,
@@ -86,6 +88,17 @@ class TrainConfig:
       ``eval_every`` iterations only where a rule reads it (the released λ of multi-task
       runs) and about ten times a run otherwise; ``"dense"`` every ``eval_every``. The
       final metrics are the same either way; only the training curves are coarser.
+    - ``unseen_source`` (conditioned strategies): what the conditioning gets for a clip
+      of a device the model has no slot for (the 2020 layout's evaluate-only S4-S6):
+      ``"nearest"``, the known device CNN-d predicts (multi-task) or the nearest known
+      device by mean spectrum (teacher forcing); ``"none"``, no conditioning (a zero
+      one-hot). Known devices are conditioned as before either way.
+    - ``augment``: training-time augmentations, ``+``-joined names of
+      ``caalib.spec.AUGMENTATIONS`` (``""``: none, the released recipe), with their
+      published hyper-parameters as defaults: ``mixstyle_p``/``mixstyle_alpha``
+      (Freq-MixStyle), ``dir_p`` (device impulse responses on device-A clips) and
+      ``mixup_alpha`` (caalib.training.augment, docs/unseen-devices.md). A
+      hyper-parameter off its default needs its augmentation on.
     - ``train_source``: the recording device (a, b or c; DCASE's ``source_label``) a
       ``single`` run trains and is scored on; None for the other strategies.
     - ``accelerator`` ("auto"/"cpu"/"cuda") is the torch device; ``fast`` turns on
@@ -124,6 +137,12 @@ class TrainConfig:
     precision: str = "auto"
     tf32: bool | None = None
     cpu_threads: int = 1
+    unseen_source: str = "nearest"
+    augment: str = ""
+    mixstyle_p: float = 0.4
+    mixstyle_alpha: float = 0.3
+    dir_p: float = 0.6
+    mixup_alpha: float = 0.3
     data_fingerprint: str | None = None
     eval_schedule: str = "auto"
     accelerator: str = "auto"
@@ -224,8 +243,20 @@ class TrainConfig:
 
     @property
     def eval_sources(self) -> tuple[str, ...]:
-        """The sources (recording devices) the run is trained and scored on."""
-        return (self.train_source,) if self.strategy == "single" else DEVICES
+        """The sources (recording devices) the run is scored on: every device of the
+        dataset's evaluate split (A, B, C; all nine on the 2020 layout)."""
+        return (self.train_source,) if self.strategy == "single" else EVAL_DEVICES[self.dataset]
+
+    @property
+    def train_sources(self) -> tuple[str, ...]:
+        """The sources the run trains on, and the model's device slots (CNN-d's classes,
+        the conditioning one-hot): never a device seen only in evaluation."""
+        return (self.train_source,) if self.strategy == "single" else TRAIN_DEVICES[self.dataset]
+
+    @property
+    def augmentations(self) -> tuple[str, ...]:
+        """The names of ``augment``, in the order they apply."""
+        return tuple(self.augment.split("+")) if self.augment else ()
 
     @property
     def uses_holdout(self) -> bool:
@@ -260,7 +291,7 @@ class TrainConfig:
             parts.append("tf32")
         if self.cpu_threads != 1:
             parts.append(f"cpu{self.cpu_threads}")
-        return "-".join(parts)
+        return "-".join(parts + rundir.variant_suffixes(self.to_dict()))
 
 
 # ---------------------------------------------------------------------- profiles
@@ -290,6 +321,10 @@ RENAMED_FIELDS: dict[str, str] = rundir.RENAMED_CONFIG_FIELDS
 #: missing faithfulness switch (``lr_decay``, ``lambda_mode``, ...) must not silently
 #: read as its default; the execution-only fields may be absent.
 _REQUIRED_ON_DISK = _FIELD_NAMES - EXECUTION_FIELDS
+#: Fields a config.json written before they existed may lack: each one's default is
+#: exactly what such a run did (no augmentation; no unseen device on its dataset).
+_OPTIONAL_ON_DISK = frozenset(rundir.UNSEEN_AND_AUGMENT_DEFAULTS)
+_REQUIRED_ON_DISK = _REQUIRED_ON_DISK - _OPTIONAL_ON_DISK
 #: Fields added after runs were first written (their absence marks an old run).
 _ADDED_FIELDS = frozenset({"resampler", "precision", "tf32", "cpu_threads",
                            "data_fingerprint"})
@@ -348,7 +383,8 @@ def _validate(cfg: TrainConfig) -> None:
             )
     # floats given as ints in JSON: normalise so equality and names are stable
     for name in ("lr", "beta1", "beta2", "eps", "weight_decay", "width", "lr_decay_factor",
-                 "lambda_threshold", "lambda_after", "holdout_fraction"):
+                 "lambda_threshold", "lambda_after", "holdout_fraction", "mixstyle_p",
+                 "mixstyle_alpha", "dir_p", "mixup_alpha"):
         value = getattr(cfg, name)
         if not math.isfinite(value):
             raise ConfigError(f"{name}: must be finite, got {value!r}")
@@ -396,3 +432,31 @@ def _validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"holdout_fraction: must be in (0, 1), got {cfg.holdout_fraction}")
     if cfg.lambda_after < 0:
         raise ConfigError(f"lambda_after: must be >= 0, got {cfg.lambda_after}")
+    _validate_unseen_and_augment(cfg)
+
+
+def _validate_unseen_and_augment(cfg: TrainConfig) -> None:
+    """``unseen_source`` and ``augment`` with its hyper-parameters: known names, and no
+    value that would be silently ignored."""
+    _choice("unseen_source", cfg.unseen_source, UNSEEN_SOURCE_POLICIES)
+    if cfg.unseen_source != "nearest" and not cfg.conditioned:
+        raise ConfigError(f"unseen_source: strategy {cfg.strategy!r} has no conditioning; "
+                          "must be 'nearest' (the default)")
+    names = cfg.augment.split("+") if cfg.augment else []
+    for name in names:
+        _choice("augment", name, AUGMENTATIONS)
+    if len(set(names)) != len(names):
+        raise ConfigError(f"augment: {cfg.augment!r} names an augmentation twice")
+    # one spelling per set of augmentations, so equal configs have equal run names
+    object.__setattr__(cfg, "augment", "+".join(a for a in AUGMENTATIONS if a in names))
+    for name, owner, low, high in (("mixstyle_p", "freq_mixstyle", 0.0, 1.0),
+                                   ("mixstyle_alpha", "freq_mixstyle", 0.0, None),
+                                   ("dir_p", "dir", 0.0, 1.0),
+                                   ("mixup_alpha", "mixup", 0.0, None)):
+        value = getattr(cfg, name)
+        if value < low or (high is not None and value > high) or (high is None and value == 0):
+            span = f"in [{low:g}, {high:g}]" if high is not None else "> 0"
+            raise ConfigError(f"{name}: must be {span}, got {value!r}")
+        if owner not in names and value != rundir.UNSEEN_AND_AUGMENT_DEFAULTS[name]:
+            raise ConfigError(f"{name}: set to {value!r} but augmentation {owner!r} is off "
+                              f"(augment = {cfg.augment!r})")

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..constants import DEVICE_INDEX, DEVICES, SCENE_INDEX, SCENES
+from ..constants import ALL_DEVICES, DEVICE_INDEX, DEVICES, SCENE_INDEX, SCENES
 from ..errors import ConfigError, FeatureError
 from .config import TrainConfig
 
@@ -109,28 +109,36 @@ def holdout_mask(sources: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     return mask
 
 
-def attention_clips(meta: pd.DataFrame, sources: tuple[str, ...]) -> np.ndarray:
+#: Parallel recordings per scene whose attention maps a run keeps: enough for the heat-map
+#: browser to offer a choice of clips per (scene, device), few enough that a paper-size run's
+#: attention.npz stays tens of MB (each clip holds a map per class).
+ATTENTION_RECORDINGS_PER_SCENE = 3
+
+
+def attention_clips(meta: pd.DataFrame, sources: tuple[str, ...],
+                    per_scene: int = ATTENTION_RECORDINGS_PER_SCENE) -> np.ndarray:
     """Rows of ``meta`` (the evaluate split) whose attention maps a run keeps.
 
-    For each scene, one parallel recording: the first ``(identifier, segment)`` in
-    sorted order that is present on all three sources (or, where none is, on the most
-    sources), then its clips on ``sources`` in source order.
+    For each scene, up to ``per_scene`` parallel recordings: the ``(identifier, segment)``
+    groups present on the most sources, ties in sorted order (so the first is the first
+    recording heard by all three sources, the one Fig. 7 draws), then each recording's
+    clips on ``sources`` in source order.
     """
+    if per_scene < 1:
+        raise ValueError(f"per_scene must be at least 1, got {per_scene}")
     rows: list[int] = []
     for scene in SCENES:
         sub = meta[meta["scene_label"] == scene]
         if sub.empty:
             continue
         groups = sub.groupby(["identifier", "segment"], sort=True)["source"].agg(set)
-        best = None
-        for key in groups.index:  # sorted; a later group wins only with more sources
-            if best is None or len(groups[key]) > len(groups[best]):
-                best = key
-        ident, seg = best
-        for dev in sources:
-            hit = sub.index[(sub["identifier"] == ident) & (sub["segment"] == seg)
-                            & (sub["source"] == dev)]
-            rows.extend(int(meta.index.get_loc(i)) for i in hit[:1])
+        ranked = sorted(range(len(groups)), key=lambda k: (-len(groups.iloc[k]), k))
+        for k in ranked[:per_scene]:
+            ident, seg = groups.index[k]
+            for dev in sources:
+                hit = sub.index[(sub["identifier"] == ident) & (sub["segment"] == seg)
+                                & (sub["source"] == dev)]
+                rows.extend(int(meta.index.get_loc(i)) for i in hit[:1])
     return np.asarray(rows, dtype=np.int64)
 
 
@@ -410,12 +418,14 @@ def load_run_data(config: TrainConfig, feature_path: str | Path, data_dir: str |
             f"{feature_path}: {len(missing)} clips of {data_dir} are missing from the "
             f"feature file (first: {missing[0]}); re-extract the features"
         )
-    train_meta = meta[meta["split"] == "train"]
+    # training never sees a device the model has no slot for (the 2020 layout's S4-S6)
+    train_meta = meta[(meta["split"] == "train") & meta["source"].isin(config.train_sources)]
     eval_meta = meta[meta["split"] == "evaluate"]
-    for name, part in (("train", train_meta), ("evaluate", eval_meta)):
+    for name, part, sources in (("train", train_meta, config.train_sources),
+                                ("evaluate", eval_meta, config.eval_sources)):
         if part.empty:
             raise FeatureError(
-                f"{data_dir}: no {name} clips for sources {', '.join(config.eval_sources)}"
+                f"{data_dir}: no {name} clips for sources {', '.join(sources)}"
             )
 
     holdout_meta = None
@@ -458,5 +468,6 @@ def load_run_data(config: TrainConfig, feature_path: str | Path, data_dir: str |
 
 
 def source_counts(split: Split) -> dict[str, int]:
-    """Clips per source letter (for logging and tests)."""
-    return {d: int((split.source == i).sum()) for i, d in enumerate(DEVICES)}
+    """Clips per source letter (for logging and tests): A, B, C and any other present."""
+    return {d: int((split.source == i).sum()) for i, d in enumerate(ALL_DEVICES)
+            if d in DEVICES or (split.source == i).any()}

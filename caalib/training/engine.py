@@ -31,13 +31,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import rundir
 from ..accelerator import resolve_torch_device
-from ..constants import DEVICES, SCENES
+from ..constants import EVAL_DEVICES, SCENES, TRAIN_DEVICES
 from ..errors import ConfigError, DatasetError
 from ..metrics import device_metrics, device_recall
 from . import runstore
+from .augment import Mix, build_augmenter
 from .config import TrainConfig
 from .data import RunData, Split, batch_indices, load_run_data
+from .unseen import conditioning_sources, source_centroids
 
 CHECKPOINT_FORMAT = 2  # 2: λ re-decided at every evaluation (no latch)
 
@@ -154,11 +157,14 @@ class Engine:
         torch.manual_seed(config.seed)
         from ..models import build_model
 
+        #: the model's device slots: the dataset's training devices (never an unseen one)
+        self.known_sources = TRAIN_DEVICES[config.dataset]
         self.model = build_model(
             config.topology, config.pooling, config.strategy, config.cond_layer,
-            width=config.width, n_frames=data.n_frames, n_mels=data.n_mels,
-            attention=config.attention,
+            n_sources=len(self.known_sources), width=config.width, n_frames=data.n_frames,
+            n_mels=data.n_mels, attention=config.attention,
         ).to(device)
+        self.augmenter = build_augmenter(config, data.std, device)
         if self.fast:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.weighting = (
@@ -181,6 +187,7 @@ class Engine:
         self.wall_time_s = 0.0
         self.decision_log: list[tuple[int, str, float]] = []  # (step, split, accuracy)
         self._on_device: dict[str, tuple[torch.Tensor, ...]] = {}
+        self._conditioning: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
 
     # -- data on the torch device ------------------------------------------------------
     def tensors(self, name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -200,20 +207,40 @@ class Engine:
         return contextlib.nullcontext()
 
     @property
+    def history_columns(self) -> tuple[str, ...]:
+        """history.csv's columns: one accuracy and recall column per evaluate device."""
+        return rundir.history_columns(EVAL_DEVICES[self.config.dataset])
+
+    @property
     def current_lambda(self) -> float:
         return self.config.lambda_after if self.lambda_low else 1.0
 
     # -- one update --------------------------------------------------------------------
     def update(self, xb: torch.Tensor, yb: torch.Tensor, db: torch.Tensor,
-               lam: float) -> torch.Tensor:
-        """One Adam step; returns (loss, loss_scene, loss_device, λ) as a device tensor."""
+               lam: float, mix: Mix | None = None) -> torch.Tensor:
+        """One Adam step; returns (loss, loss_scene, loss_device, λ) as a device tensor.
+
+        ``mix`` (mixup ran on ``xb``): each loss, and teacher forcing's one-hot, is the
+        ``mix.lam`` : ``1 - mix.lam`` blend of the row's and its partner's targets."""
         cfg = self.config
+        source = db if cfg.strategy == "teacher_forcing" else None
+        if source is not None and mix is not None:
+            n = len(self.known_sources)
+            source = (mix.lam * F.one_hot(db, n) + (1 - mix.lam) * F.one_hot(db[mix.perm], n)
+                      ).float()
         with self.autocast():
-            out = self.forward(xb, source=db if cfg.strategy == "teacher_forcing" else None)
-        loss_scene = F.nll_loss(out.scene.float(), yb)
+            out = self.forward(xb, source=source)
+
+        def nll(logp: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            if mix is None:
+                return F.nll_loss(logp, target)
+            return (mix.lam * F.nll_loss(logp, target)
+                    + (1 - mix.lam) * F.nll_loss(logp, target[mix.perm]))
+
+        loss_scene = nll(out.scene.float(), yb)
         nan = torch.full((), float("nan"), device=xb.device)
         if cfg.strategy == "multi_task":
-            loss_device = F.nll_loss(out.source.float(), db)
+            loss_device = nll(out.source.float(), db)
             if self.weighting is not None:
                 loss = self.weighting(loss_scene, loss_device)
                 lam_t = self.weighting.effective_lambda()
@@ -229,22 +256,50 @@ class Engine:
                             lam_t.float()])
 
     # -- evaluation --------------------------------------------------------------------
+    def conditioning(self, name: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(source indices to condition on, rows to leave unconditioned or None) of split
+        ``name``: the true devices, with any device the model has no slot for replaced as
+        ``config.unseen_source`` says (caalib.training.unseen); computed once."""
+        if name not in self._conditioning:
+            split: Split = getattr(self.data, name)
+            _, _, dev = self.tensors(name)
+            n = len(self.known_sources)
+            centroids = None
+            if (self.config.strategy == "teacher_forcing" and self.config.unseen_source
+                    == "nearest" and (split.source >= n).any()):
+                centroids = source_centroids(self.data.train.x, self.data.train.source, n)
+            if self.config.strategy == "multi_task" and self.config.unseen_source == "nearest":
+                idx, unseen = split.source, None  # CNN-d's answer is a known device already
+            else:
+                idx, unseen = conditioning_sources(split.source, n, self.config.unseen_source,
+                                                   x=split.x, centroids=centroids)
+            self._conditioning[name] = (
+                dev if idx is split.source else torch.tensor(idx).to(self.device),
+                None if unseen is None else torch.tensor(unseen).to(self.device))
+        return self._conditioning[name]
+
     @torch.no_grad()
     def predict(self, name: str, rows: np.ndarray | None = None,
                 want_attention: bool = False) -> dict[str, np.ndarray | None]:
         """Scene/source log-probabilities (and attention) of split ``name`` in eval mode."""
-        x, _, dev = self.tensors(name)
+        x, _, _ = self.tensors(name)
+        dev, unseen = self.conditioning(name) if self.config.conditioned else (None, None)
         if rows is not None:
             idx = torch.tensor(np.array(rows, dtype=np.int64)).to(self.device)
-            x, dev = x[idx], dev[idx]
+            x = x[idx]
+            dev = None if dev is None else dev[idx]
+            unseen = None if unseen is None else unseen[idx]
         self.model.eval()
         bs = max(2 * self.config.batch_size, 32)
         scenes, sources, atts = [], [], []
         try:
             for start in range(0, x.shape[0], bs):
+                part = slice(start, start + bs)
+                extra = {} if unseen is None else {"unconditioned": unseen[part]}
                 with self.autocast():
-                    out = self.forward(x[start:start + bs], source=dev[start:start + bs]
-                                       if self.config.strategy == "teacher_forcing" else None)
+                    out = self.forward(x[part], source=dev[part]
+                                       if self.config.strategy == "teacher_forcing" else None,
+                                       **extra)
                 scenes.append(out.scene.float())
                 if out.source is not None:
                     sources.append(out.source.float())
@@ -264,8 +319,10 @@ class Engine:
         pred = self.predict("evaluate")
         y_pred = pred["scene"].argmax(axis=1)
         metrics = device_metrics(split.scene, y_pred, split.meta["source"].to_numpy())
+        known = split.source < len(self.known_sources)  # CNN-d has no class for the others
         recall = (
-            device_recall(split.source, pred["source"].argmax(axis=1))
+            device_recall(split.source[known], pred["source"].argmax(axis=1)[known],
+                          self.known_sources)
             if pred["source"] is not None else None
         )
         metrics["device_recall"] = recall
@@ -297,7 +354,8 @@ class Engine:
             acc = eval_metrics["device_accuracy"]
         else:
             pred = self.predict("holdout")
-            acc = _macro(device_recall(self.data.holdout.source, pred["source"].argmax(axis=1)))
+            acc = _macro(device_recall(self.data.holdout.source, pred["source"].argmax(axis=1),
+                                       self.known_sources))
         acc = float("nan") if acc is None else float(acc)
         self.decision_log.append((self.step, name, acc))
         low = acc >= self.config.lambda_threshold  # NaN (no clips) compares False: λ = 1
@@ -330,7 +388,9 @@ class Engine:
     def restore(self, state: dict[str, Any], source: Path) -> None:
         if state.get("format") != CHECKPOINT_FORMAT:
             raise ConfigError(f"{source}: checkpoint format {state.get('format')!r} unknown")
-        saved = state.get("config", {})
+        # a checkpoint written before the unseen-device and augmentation fields existed
+        # ran with their defaults (rundir.UNSEEN_AND_AUGMENT_DEFAULTS)
+        saved = {**rundir.UNSEEN_AND_AUGMENT_DEFAULTS, **state.get("config", {})}
         diff = [k for k, v in self.config.identity().items() if saved.get(k) != v]
         if diff:
             raise ConfigError(
@@ -381,7 +441,11 @@ class Engine:
                     for group in self.optimizer.param_groups:
                         group["lr"] = lr
                     rows = idx[b]
-                    pending.append(self.update(x[rows], y[rows], d[rows], self.current_lambda))
+                    xb, mix = x[rows], None
+                    if self.augmenter is not None:
+                        xb, mix = self.augmenter(xb, d[rows], self.step)
+                    pending.append(self.update(xb, y[rows], d[rows], self.current_lambda,
+                                               mix=mix))
                     self.step += 1
                     self.history.append({"iteration": self.step, "lr": lr})
                 # log point: one host sync for the whole block
@@ -395,11 +459,11 @@ class Engine:
                 if self.evaluates_at(self.step):
                     last_eval = self.evaluate()
                     row = self.history[-1]
-                    for dev in DEVICES:
+                    for dev in EVAL_DEVICES[cfg.dataset]:
                         row[f"acc_{dev}"] = last_eval["accuracy"].get(dev, float("nan"))
                     row["acc_avg"] = last_eval["accuracy"]["avg"]
                     recall = last_eval["device_recall"] or {}
-                    for dev in DEVICES:
+                    for dev in EVAL_DEVICES[cfg.dataset]:
                         row[f"device_recall_{dev}"] = recall.get(dev, float("nan"))
                     row["device_acc"] = last_eval["device_accuracy"]
                     post["acc"] = f"{last_eval['accuracy']['avg']:.3f}"
@@ -410,7 +474,7 @@ class Engine:
                     self.wall_time_s += time.perf_counter() - t0
                     t0 = time.perf_counter()
                     runstore.save_checkpoint(run_dir, self.state())
-                    runstore.write_history(run_dir, self.history)
+                    runstore.write_history(run_dir, self.history, self.history_columns)
         finally:
             bar.close()
         if last_eval is None:  # resumed from the final checkpoint: evaluate again
@@ -452,7 +516,7 @@ class Engine:
         metrics["lambda_switch_iteration"] = self.lambda_switch_step
         metrics["lambda_returns"] = self.lambda_returns if self.lambda_decision_split() else None
         metrics["final_lr"] = lr_at(cfg, max(self.step - 1, 0))
-        runstore.write_history(run_dir, self.history)
+        runstore.write_history(run_dir, self.history, self.history_columns)
         runstore.write_metrics(run_dir, metrics)
         runstore.mark_done(run_dir)
         return metrics

@@ -185,9 +185,11 @@ def _write_csv(path: Path, frame: pd.DataFrame) -> Path:
     return path
 
 
-def write_history(run_dir: Path, rows: list[dict[str, Any]]) -> Path:
-    """One row per iteration; evaluation columns empty between evaluations."""
-    frame = pd.DataFrame(rows, columns=list(HISTORY_COLUMNS))
+def write_history(run_dir: Path, rows: list[dict[str, Any]],
+                  columns: tuple[str, ...] = HISTORY_COLUMNS) -> Path:
+    """One row per iteration; evaluation columns empty between evaluations. ``columns``:
+    ``rundir.history_columns`` of the run's evaluate devices."""
+    frame = pd.DataFrame(rows, columns=list(columns))
     return _write_csv(Path(run_dir) / HISTORY, frame)
 
 

@@ -184,7 +184,9 @@ def _row(config: TrainConfig, status: str, metrics: dict[str, Any] | None,
         "run_name": config.run_name, "topology": config.topology, "pooling": config.pooling,
         "strategy": config.strategy, "train_source": config.train_source,
         "cond_layer": config.cond_layer, "seed": config.seed, "status": status,
-        **{f"acc_{k}": acc.get(k) for k in (*DEVICES, "avg")},
+        # A, B and C always (the paper's columns), then any other device scored (2020)
+        **{f"acc_{k}": acc.get(k) for k in (
+            *DEVICES, *(d for d in config.eval_sources if d not in DEVICES), "avg")},
         "wall_time_s": (metrics or {}).get("wall_time_s") if isinstance(metrics, dict) else None,
         "error": error,
     }

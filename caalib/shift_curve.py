@@ -1,0 +1,168 @@
+"""The device-shift curve: B/C accuracy of each training strategy as the shift grows.
+
+The paper argues that conditioning on the recording device helps B and C; on one
+dataset that is one point. The simulator's device shift is a knob
+(``SynthProfile.shift``, docs/simulation.md), so the question can be asked along it:
+this module synthesises one simulation dataset per shift strength, trains single-device,
+joint, teacher-forcing and multi-task runs over seeds at each through the sweep
+machinery (finished runs are skipped, ``jobs`` runs at once), and gathers their
+accuracies into one table per seed and a summary over seeds (mean, std), which
+:func:`caalib.results.shift_figure.shift_curve_figure` draws with seed bands.
+
+On disk, under the curve's directory: ``shift-<s>/runs/<run>`` per shift (each its own
+results directory, since the runs of two shifts share names), ``shift_curve_seeds.csv``,
+``shift_curve_summary.csv`` and the figure ``shift_curve.{png,pdf,csv}``. The datasets go
+to ``<data_root>/<synth profile>-shift-<s>`` and are reused when they match.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .constants import DEVICES
+from .errors import ConfigError
+from .spec import STRATEGIES
+
+SEEDS_FILE = "shift_curve_seeds.csv"
+SUMMARY_FILE = "shift_curve_summary.csv"
+FIGURE_NAME = "shift_curve"
+#: The layout of every curve dataset (the claims concern the DCASE 2018 set's structure).
+LAYOUT = "dcase2018"
+
+
+@dataclass(frozen=True)
+class CurveProfile:
+    """What one size of the curve synthesises and trains.
+
+    ``synth``: the simulation profile (caalib.synth.SYNTH_PROFILES) each shift is rendered
+    with; ``train``: the training profile; ``overrides``: TrainConfig fields changed for
+    every run; ``models``: (topology, pooling) pairs, each under the four strategies.
+    """
+
+    synth: str
+    train: str
+    shifts: tuple[float, ...]
+    seeds: int
+    models: tuple[tuple[str, str], ...]
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+#: The paper's CAA-Net (atrous + attention) everywhere; the pooled network with
+#: attention beside it where the budget allows.
+CURVE_PROFILES: dict[str, CurveProfile] = {
+    "tiny": CurveProfile("sim-tiny", "tiny", (0.0, 2.0), 1, (("atrous", "att"),),
+                         {"iterations": 10, "eval_every": 10, "checkpoint_every": 10}),
+    "demo": CurveProfile("sim-demo", "demo", (0.0, 0.5, 1.0, 1.5, 2.0), 3,
+                         (("atrous", "att"),)),
+    "gpu": CurveProfile("sim-gpu", "paper", (0.0, 0.5, 1.0, 1.5, 2.0), 5,
+                        (("atrous", "att"), ("pool", "att")),
+                        {"iterations": 1500, "eval_every": 500, "checkpoint_every": 500}),
+}
+
+
+def shift_label(shift: float) -> str:
+    """``shift-1.5``: the folder of one shift strength (``%g``, so 1.0 is ``1``)."""
+    return f"shift-{float(shift):g}"
+
+
+def curve_profile(name: str, shifts: Sequence[float] | None = None,
+                  seeds: int | None = None) -> CurveProfile:
+    """``CURVE_PROFILES[name]`` with ``shifts`` / ``seeds`` replaced when given."""
+    if name not in CURVE_PROFILES:
+        raise ConfigError(f"profile: {name!r} is not one of {', '.join(CURVE_PROFILES)}")
+    prof = CURVE_PROFILES[name]
+    if shifts is not None:
+        shifts = tuple(float(s) for s in shifts)
+        bad = [s for s in shifts if not math.isfinite(s) or s < 0]
+        if not shifts or bad:
+            raise ConfigError(f"shifts: need finite numbers >= 0, got {list(shifts)}")
+        if len(set(shifts)) != len(shifts):
+            raise ConfigError(f"shifts: {list(shifts)} repeats a value")
+    if seeds is not None and (not isinstance(seeds, int) or seeds < 1):
+        raise ConfigError(f"seeds: must be a positive integer, got {seeds!r}")
+    return CurveProfile(prof.synth, prof.train, tuple(sorted(shifts or prof.shifts)),
+                        seeds or prof.seeds, prof.models, dict(prof.overrides))
+
+
+def curve_configs(prof: CurveProfile) -> list[Any]:
+    """The TrainConfigs of one shift level: Table II's six runs per model and seed."""
+    from .training.sweep import enumerate_runs
+
+    return enumerate_runs("II", prof.train, LAYOUT, seeds=prof.seeds, models=prof.models,
+                          **prof.overrides)
+
+
+def curve_dataset(data_root: str | Path, prof: CurveProfile, shift: float,
+                  seed: int = 0, progress: bool = True) -> Path:
+    """The simulation dataset at ``shift``, synthesised unless it already exists."""
+    from .synth import existing_matches, synthesize
+
+    data = Path(data_root) / f"{prof.synth}-{shift_label(shift)}"
+    if not existing_matches(data, prof.synth, LAYOUT, seed, shift):
+        synthesize(data, profile=prof.synth, layout=LAYOUT, seed=seed, progress=progress,
+                   shift=shift)
+    return data
+
+
+def seed_rows(sweep: pd.DataFrame, shift: float) -> pd.DataFrame:
+    """One row per (run, device it is scored on) from a sweep's summary frame: the
+    single-device runs give their own device, the others A, B and C."""
+    rows = []
+    for r in sweep.itertuples():
+        for dev in ([r.train_source] if isinstance(r.train_source, str) else DEVICES):
+            acc = getattr(r, f"acc_{dev}")
+            if acc is None or (isinstance(acc, float) and math.isnan(acc)):
+                raise ConfigError(f"{r.run_name}: no accuracy on device {dev} "
+                                  f"(status {r.status})")
+            rows.append({"shift": float(shift), "topology": r.topology,
+                         "pooling": r.pooling, "strategy": r.strategy, "device": dev,
+                         "seed": int(r.seed), "accuracy": float(acc),
+                         "run_name": r.run_name})
+    return pd.DataFrame(rows)
+
+
+def summarise(seeds: pd.DataFrame) -> pd.DataFrame:
+    """Mean, standard deviation (n-1; empty for one seed), min, max and the seed count
+    of each (shift, model, strategy, device), strategies in the paper's order."""
+    keys = ["shift", "topology", "pooling", "strategy", "device"]
+    out = (seeds.groupby(keys, sort=False)["accuracy"]
+           .agg(mean="mean", std="std", min="min", max="max", n_seeds="count")
+           .reset_index())
+    out["strategy"] = pd.Categorical(out["strategy"], categories=STRATEGIES, ordered=True)
+    out = out.sort_values(keys).reset_index(drop=True)
+    out["strategy"] = out["strategy"].astype(str)
+    return out
+
+
+def run_shift_curve(profile: str, out_dir: str | Path, data_root: str | Path, *,
+                    shifts: Sequence[float] | None = None, seeds: int | None = None,
+                    jobs: int = 1, progress: bool = True) -> dict[str, Path]:
+    """``caa shift-curve``: every shift level's dataset and runs (what is missing), then
+    the per-seed table, the summary and the figure. Returns the written paths by name."""
+    from .atomic import write_text
+    from .results.shift_figure import shift_curve_figure
+    from .training.sweep import run_sweep
+
+    prof = curve_profile(profile, shifts, seeds)
+    out = Path(out_dir)
+    configs = curve_configs(prof)
+    frames = []
+    for shift in prof.shifts:
+        data = curve_dataset(data_root, prof, shift, progress=progress)
+        sweep = run_sweep(configs, out / shift_label(shift), data, progress=progress,
+                          jobs=jobs)
+        frames.append(seed_rows(sweep, shift))
+    per_seed = pd.concat(frames, ignore_index=True)
+    summary = summarise(per_seed)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"seeds": write_text(out / SEEDS_FILE, per_seed.to_csv(index=False)),
+             "summary": write_text(out / SUMMARY_FILE, summary.to_csv(index=False))}
+    figure = shift_curve_figure(summary, out, name=FIGURE_NAME)
+    paths.update({f"figure_{k}": v for k, v in figure.items()})
+    return paths
