@@ -24,7 +24,7 @@ import numpy as np
 from scipy import optimize
 from scipy import stats as _st
 
-from .stats import McNemarResult
+from .stats import McNemarResult, discordant_counts
 
 #: The ledger's test level and power (docs/claims.md).
 ALPHA = 0.05
@@ -54,13 +54,7 @@ def mcnemar_midp(correct1: Sequence[bool], correct2: Sequence[bool]) -> McNemarR
     count, which keeps its size close to alpha instead of far below it. No discordant
     clip gives p = 1.
     """
-    c1 = np.asarray(correct1, dtype=bool)
-    c2 = np.asarray(correct2, dtype=bool)
-    if c1.shape != c2.shape or c1.ndim != 1:
-        raise ValueError(f"correct1 and correct2 must be 1-D of equal length, "
-                         f"got shapes {c1.shape} and {c2.shape}")
-    b = int(np.sum(c1 & ~c2))
-    c = int(np.sum(~c1 & c2))
+    b, c, n_clips = discordant_counts(correct1, correct2)
     n = b + c
     if n == 0:
         p = 1.0
@@ -68,7 +62,7 @@ def mcnemar_midp(correct1: Sequence[bool], correct2: Sequence[bool]) -> McNemarR
         k = min(b, c)
         below = float(_st.binom.cdf(k, n, 0.5)) - 0.5 * float(_st.binom.pmf(k, n, 0.5))
         p = min(1.0, 2.0 * below)
-    return McNemarResult(b=b, c=c, statistic=float(b), p=p, n=int(c1.size))
+    return McNemarResult(b=b, c=c, statistic=float(b), p=p, n=n_clips)
 
 
 def paired_mde(n_clips: int, discordance: float, alpha: float = ALPHA,

@@ -168,6 +168,17 @@ def paper_claims(n_choices: dict[str, int] | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def discordant_counts(correct1: np.ndarray, correct2: np.ndarray) -> tuple[int, int, int]:
+    """(b, c, n) of two systems' per-clip correctness on the same n clips: b clips only
+    system 1 got right, c only system 2."""
+    c1 = np.asarray(correct1, dtype=bool)
+    c2 = np.asarray(correct2, dtype=bool)
+    if c1.shape != c2.shape or c1.ndim != 1:
+        raise ValueError(f"correct1 and correct2 must be 1-D of equal length, "
+                         f"got shapes {c1.shape} and {c2.shape}")
+    return int(np.sum(c1 & ~c2)), int(np.sum(~c1 & c2)), int(c1.size)
+
+
 def mcnemar_exact(
     correct1: Sequence[bool], correct2: Sequence[bool], alternative: str = "two-sided"
 ) -> McNemarResult:
@@ -179,15 +190,9 @@ def mcnemar_exact(
     """
     if alternative not in _ALTERNATIVES:
         raise ValueError(f"alternative must be one of {_ALTERNATIVES}, got {alternative!r}")
-    c1 = np.asarray(correct1, dtype=bool)
-    c2 = np.asarray(correct2, dtype=bool)
-    if c1.shape != c2.shape or c1.ndim != 1:
-        raise ValueError(f"correct1 and correct2 must be 1-D of equal length, "
-                         f"got shapes {c1.shape} and {c2.shape}")
-    b = int(np.sum(c1 & ~c2))
-    c = int(np.sum(~c1 & c2))
+    b, c, n = discordant_counts(correct1, correct2)
     p = 1.0 if b + c == 0 else float(_st.binomtest(b, b + c, 0.5, alternative=alternative).pvalue)
-    return McNemarResult(b=b, c=c, statistic=float(b), p=p, n=int(c1.size))
+    return McNemarResult(b=b, c=c, statistic=float(b), p=p, n=n)
 
 
 def bootstrap_macro_accuracy(
