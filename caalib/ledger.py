@@ -33,15 +33,7 @@ from .atomic import write_text
 from .claims import CLAIM_TABLES, Claim, claim_units, load_claims, paper_evidence
 from .constants import DEVICES, PAPER_BEST_LAYERS
 from .errors import CaaError
-from .paired_stats import (
-    ALPHA,
-    POWER,
-    discordance,
-    majority,
-    mcnemar_midp,
-    paired_bootstrap,
-    paired_mde,
-)
+from .paired_stats import ALPHA, POWER, paired_comparison
 from .results.output import staged_output
 from .results.runs import load_runs
 from .spec import CONDITIONED_STRATEGIES, STRATEGIES
@@ -355,13 +347,10 @@ def compare(runs: pd.DataFrame, comparison: Comparison, n_resamples: int = 2000,
     if isinstance(got, str):
         return got
     better, worse, strata = got
-    eff = paired_bootstrap(better, worse, strata, n_resamples=n_resamples, seed=seed)
-    counts = pd.Series(strata).value_counts()
-    n_eff = int(len(counts) ** 2 / float((1.0 / counts).sum()))
-    mde = paired_mde(max(n_eff, 1), discordance(better, worse), ALPHA, POWER)
-    test = mcnemar_midp(majority(np.vstack(better)), majority(np.vstack(worse)))
+    num = paired_comparison(better, worse, strata, n_resamples=n_resamples, seed=seed)
+    eff = num.effect
     return {"estimate": 100 * eff.estimate, "ci_low": 100 * eff.low, "ci_high": 100 * eff.high,
-            "p_value": test.p, "mde": 100 * mde, "n_seeds": eff.n_seeds,
+            "p_value": num.test.p, "mde": 100 * num.mde, "n_seeds": eff.n_seeds,
             "n_clips": eff.n_clips}
 
 

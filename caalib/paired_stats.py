@@ -179,3 +179,36 @@ def majority(arm: np.ndarray) -> np.ndarray:
     """Per clip, whether more than half of an arm's seeds got it right."""
     a = np.atleast_2d(np.asarray(arm, dtype=float))
     return a.mean(axis=0) > 0.5
+
+
+def effective_clips(strata: Sequence[str]) -> int:
+    """Clips of a device-averaged difference, D^2 / sum_d 1/n_d for D devices of n_d
+    clips (the n of :func:`paired_mde`; equal devices give the plain total), rounded to
+    the nearest clip (truncating would turn 3 devices of 20 clips into 59)."""
+    counts = np.unique(np.asarray(strata).astype(str), return_counts=True)[1]
+    if counts.size == 0:
+        raise ValueError("no clips to compare")
+    return max(round(counts.size ** 2 / float((1.0 / counts).sum())), 1)
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """What the ledger reports of one paired comparison: the bootstrap effect, the
+    McNemar mid-p test on the per-clip majorities, and the MDE (fractions)."""
+
+    effect: PairedEffect
+    test: McNemarResult
+    mde: float
+
+
+def paired_comparison(better: Sequence[np.ndarray], worse: Sequence[np.ndarray],
+                      strata: Sequence[str], *, n_resamples: int = 2000,
+                      seed: int = 0) -> PairedComparison:
+    """The three numbers the claims ledger puts on a comparison (docs/claims.md, S2-S4):
+    :func:`paired_bootstrap`; :func:`mcnemar_midp` of the majority over each side's seeds
+    and arms; :func:`paired_mde` at :data:`ALPHA` and :data:`POWER` with psi the mean
+    :func:`discordance` and n the :func:`effective_clips`."""
+    effect = paired_bootstrap(better, worse, strata, n_resamples=n_resamples, seed=seed)
+    test = mcnemar_midp(majority(np.vstack(better)), majority(np.vstack(worse)))
+    mde = paired_mde(effective_clips(strata), discordance(better, worse), ALPHA, POWER)
+    return PairedComparison(effect=effect, test=test, mde=mde)

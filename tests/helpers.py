@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from caalib.constants import DEVICES, SCENES
+from caalib.constants import ALL_DEVICES, DEVICES, SCENES
 
 
 def metrics_by_counting(pred: pd.DataFrame) -> dict:
@@ -26,7 +26,7 @@ def metrics_by_counting(pred: pd.DataFrame) -> dict:
     scenes present, the clip count; "avg" is the mean over those devices.
     """
     out: dict = {"accuracy": {}, "classwise": {}, "confusion": {}, "n_eval": {}}
-    for dev in DEVICES:
+    for dev in ALL_DEVICES:
         on = pred[pred["source"] == dev]
         if on.empty:
             continue

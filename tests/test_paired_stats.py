@@ -133,3 +133,14 @@ def test_discordance_and_majority_by_hand() -> None:
     # seed 0: clips 1 and 3 differ (2/4); seed 1: clip 0 differs (1/4); seed 2 has no partner
     assert discordance([a], [b]) == pytest.approx((0.5 + 0.25) / 2)
     assert majority(a).tolist() == [True, True, False, False]
+
+
+def test_effective_clips_by_hand() -> None:
+    from caalib.paired_stats import effective_clips
+
+    # D^2 / sum 1/n_d: three devices of 20 clips are 60 (not 59.999... truncated)
+    assert effective_clips(["a"] * 20 + ["b"] * 20 + ["c"] * 20) == 60
+    assert effective_clips(["a"] * 10 + ["b"] * 30) == 30  # 4 / (1/10 + 1/30)
+    assert effective_clips(["a"] * 10 + ["b"] * 20) == 27  # 4 / (1/10 + 1/20) = 26.7
+    with pytest.raises(ValueError, match="no clips"):
+        effective_clips([])

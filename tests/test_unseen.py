@@ -4,6 +4,7 @@ policy and the augmentations, and results for more than three devices (2020 layo
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from pathlib import Path
 
@@ -59,7 +60,35 @@ def test_the_comparison_trains_every_method_and_writes_its_files(comparison: Pat
     assert {r.split("-")[-1] for r in runs if "joint" in r} == {"s0", "dir", "freq_mixstyle",
                                                                 "mixup"}
     md = (out / "comparison.md").read_text()
-    assert md.count("\n") == 2 + 8 and "| multi_task/none | atrous + att, L4 | 1 |" in md
+    table_lines = md.split("\n\n")[0].splitlines()
+    assert len(table_lines) == 2 + 8 and "| multi_task/none | atrous + att, L4 | 1 |" in md
+    paired = [line for line in md.splitlines() if line.startswith("| ") and "[" in line
+              and not line.startswith("| method")]
+    assert [line.split(" | ")[0][2:] for line in paired] == EXPECTED_METHODS[1:]
+
+
+def test_paired_differences_are_those_of_the_predictions(comparison: Path):
+    """Oracle: each method's share of clips right minus joint's, per device from
+    predictions.csv with pandas, averaged over the seen (unseen) devices."""
+    seeds = pd.read_csv(comparison / "unseen" / "comparison_seeds.csv",
+                        keep_default_na=False).set_index("method")
+    table = pd.read_csv(comparison / "unseen" / "comparison.csv",
+                        keep_default_na=False, na_values=[""]).set_index("method")
+
+    def share(method: str, devices: tuple[str, ...]) -> float:
+        pred = pd.read_csv(comparison / "runs" / seeds.loc[method, "run_name"]
+                           / "predictions.csv")
+        right = (pred["scene_label"] == pred["predicted"]).groupby(pred["source"]).mean()
+        return float(right[list(devices)].mean())
+
+    assert table.loc["joint", ["seen_diff", "unseen_diff"]].isna().all()
+    for method in EXPECTED_METHODS[1:]:
+        for part, devices in (("seen", SEEN), ("unseen", UNSEEN)):
+            expected = 100 * (share(method, devices) - share("joint", devices))
+            row = table.loc[method]
+            assert row[f"{part}_diff"] == pytest.approx(expected, abs=1e-9)
+            assert row[f"{part}_diff_low"] <= row[f"{part}_diff"] <= row[f"{part}_diff_high"]
+            assert 0 <= row[f"{part}_p"] <= 1 and row[f"{part}_mde"] > 0
 
 
 def test_seen_and_unseen_are_means_over_their_devices(comparison: Path):
@@ -266,3 +295,135 @@ def test_the_unseen_policy_changes_only_unseen_devices(comparison: Path):
         nearest, none = seeds.loc[f"{strategy}/nearest"], seeds.loc[f"{strategy}/none"]
         for dev in SEEN:
             assert nearest[f"acc_{dev}"] == none[f"acc_{dev}"]
+
+
+# ---------------------------------------------------------------------- paired against joint
+def _crafted_run(runs: Path, *, right, seed: int, strategy: str = "joint",
+                 augment: str = "") -> Path:
+    """A finished dcase2020 run (profile tiny) with two clips per scene and device, right
+    where ``right(device, scene_index, replicate)`` says; wrong clips are predicted as
+    the next scene. metrics.json is counted by the tests' own helper."""
+    from helpers import metrics_by_counting
+
+    from caalib.constants import SCENES
+    from caalib.rundir import expected_run_name
+
+    cfg = {"dataset": "dcase2020", "topology": "atrous", "pooling": "att",
+           "strategy": strategy, "cond_layer": None if strategy == "joint" else 4,
+           "train_source": None, "profile": "tiny", "seed": seed, "augment": augment}
+    run = runs / expected_run_name(cfg)
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps(cfg))
+    rows = [{"filename": f"audio/{scene}-city-{i}-0-{dev}.wav", "source": dev,
+             "scene_label": scene,
+             "predicted": scene if right(dev, k, i) else SCENES[(k + 1) % len(SCENES)]}
+            for dev in (*SEEN, *UNSEEN) for k, scene in enumerate(SCENES) for i in range(2)]
+    pred = pd.DataFrame(rows)
+    pred.to_csv(run / "predictions.csv", index=False)
+    (run / "metrics.json").write_text(json.dumps(metrics_by_counting(pred)))
+    (run / "DONE").write_text("")
+    return run
+
+
+@pytest.fixture(scope="module")
+def crafted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three seeds each of joint, joint + mixup and teacher forcing (20 clips a device:
+    10 scenes x replicates 0 and 1).
+
+    joint: right on replicate 0 everywhere (50 %).
+    mixup, seen devices: seeds 0 and 1 right on replicate 1 and on replicate 0 of
+    scenes 0-7 (90 %), seed 2 right everywhere (100 %); unseen devices: every seed
+    right on replicate 0 of scenes 0-4 only (25 %).
+    teacher forcing: right on replicate 1 everywhere (50 %, other clips than joint).
+    """
+    results = tmp_path_factory.mktemp("paired") / "results"
+    runs = results / "runs"
+    for seed in range(3):
+        _crafted_run(runs, seed=seed, right=lambda d, k, i: i == 0)
+        _crafted_run(runs, seed=seed, augment="mixup", right=lambda d, k, i, s=seed: (
+            (i == 1 or k < 8 or s == 2) if d in SEEN else (i == 0 and k < 5)))
+        _crafted_run(runs, seed=seed, strategy="teacher_forcing",
+                     right=lambda d, k, i: i == 1)
+    return results
+
+
+def _midp_oracle(b: int, c: int) -> float:
+    """statsmodels' exact two-sided McNemar p less the point mass at min(b, c)."""
+    from scipy import stats
+    from statsmodels.stats.contingency_tables import mcnemar
+
+    exact = mcnemar([[0, b], [c, 0]], exact=True).pvalue
+    return exact - stats.binom.pmf(min(b, c), b + c, 0.5)
+
+
+def _connor_gap(delta: float, n: int, psi: float) -> float:
+    """Connor's (1987) McNemar sample size at alpha 0.05 and power 0.8, as an equation
+    in delta: zero at the minimum detectable effect."""
+    from scipy import stats
+
+    z_a, z_b = stats.norm.ppf(0.975), stats.norm.ppf(0.8)
+    return delta * math.sqrt(n) - z_a * math.sqrt(psi) - z_b * math.sqrt(psi - delta ** 2)
+
+
+def test_paired_columns_against_joint_by_hand(crafted: Path):
+    from caalib.results.unseen import write_comparison
+
+    paths = write_comparison(crafted, crafted / "unseen", "tiny")
+    table = pd.read_csv(paths[".csv"], keep_default_na=False, na_values=[""]).set_index(
+        "method")
+    assert list(table.index) == ["joint", "teacher_forcing/nearest", "joint + mixup"]
+    assert table.loc["joint", ["seen_diff", "unseen_p", "unseen_mde"]].isna().all()
+
+    mixup = table.loc["joint + mixup"]
+    # seen: seed-mean accuracy (18 + 18 + 20) / 60 against 10 / 20 on every device
+    assert mixup["seen_diff"] == pytest.approx(100 * (56 / 60 - 0.5), abs=1e-9)
+    assert mixup["seen_diff"] == pytest.approx(mixup["seen"] - table.loc["joint", "seen"])
+    assert 0 < mixup["seen_diff_low"] <= mixup["seen_diff"] <= mixup["seen_diff_high"]
+    # majority over seeds: mixup right on replicate 1 (10 a device) and replicate 0 of
+    # scenes 0-7; only joint right on replicate 0 of scenes 8-9 (2 a device); 6 devices
+    assert (mixup["seen_n_method_only"], mixup["seen_n_joint_only"]) == (60, 12)
+    assert mixup["seen_p"] == pytest.approx(_midp_oracle(60, 12), rel=1e-9)
+    # discordance, seed i against seed i: 12 of 20 clips (seeds 0, 1), 10 of 20 (seed 2)
+    psi, delta = (0.6 + 0.6 + 0.5) / 3, mixup["seen_mde"] / 100
+    assert _connor_gap(delta, 120, psi) == pytest.approx(0, abs=1e-6)
+    # unseen: 25 % against 50 %; only joint right on replicate 0 of scenes 5-9, 3 devices
+    assert mixup["unseen_diff"] == pytest.approx(-25.0, abs=1e-9)
+    assert mixup["unseen_diff_low"] <= -25.0 <= mixup["unseen_diff_high"] < 0
+    assert (mixup["unseen_n_method_only"], mixup["unseen_n_joint_only"]) == (0, 15)
+    assert mixup["unseen_p"] == pytest.approx(_midp_oracle(0, 15), rel=1e-9)
+    assert _connor_gap(mixup["unseen_mde"] / 100, 60, 0.25) == pytest.approx(0, abs=1e-6)
+
+    # teacher forcing: as accurate as joint on other clips; a true difference of 0
+    tf = table.loc["teacher_forcing/nearest"]
+    for part, n_dev in (("seen", 6), ("unseen", 3)):
+        assert tf[f"{part}_diff"] == pytest.approx(0.0, abs=1e-9)
+        assert tf[f"{part}_diff_low"] < 0 < tf[f"{part}_diff_high"]
+        assert (tf[f"{part}_n_method_only"], tf[f"{part}_n_joint_only"]) == (10 * n_dev,
+                                                                             10 * n_dev)
+        assert tf[f"{part}_p"] == pytest.approx(1.0)
+        assert _connor_gap(tf[f"{part}_mde"] / 100, 20 * n_dev, 1.0) == pytest.approx(
+            0, abs=1e-6)
+
+    md = paths[".md"].read_text()
+    assert ("| joint + mixup | atrous + att | +43.3 [" in md
+            and f"| {mixup['seen_p']:.2g} | {mixup['seen_mde']:.1f} | -25.0 [" in md)
+    assert (f"- Seen devices: the interval excludes 0 for joint + mixup (+43.3, MDE "
+            f"{mixup['seen_mde']:.1f}); it includes 0 for teacher_forcing/nearest (MDE "
+            f"{tf['seen_mde']:.1f})." in md)
+    assert "- Unseen devices: the interval excludes 0 for joint + mixup (-25.0" in md
+
+
+def test_paired_columns_refuse_runs_of_other_clips(crafted: Path, tmp_path: Path):
+    import shutil
+
+    from caalib.results.unseen import write_comparison
+
+    results = tmp_path / "results"
+    shutil.copytree(crafted / "runs", results / "runs")
+    run = results / "runs" / "dcase2020-atrous-att-joint-tiny-s1-mixup"
+    pred = pd.read_csv(run / "predictions.csv")
+    pred["filename"] = pred["filename"].str.replace("city", "town")
+    pred.to_csv(run / "predictions.csv", index=False)
+    with pytest.raises(CaaError, match="other clips"):
+        write_comparison(results, results / "unseen", "tiny")
+    assert not (results / "unseen").exists()

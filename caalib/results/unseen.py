@@ -9,6 +9,16 @@ as DCASE scores devices. A method is a strategy with its unseen-device policy (t
 conditioned strategies only) and its augmentations; its cell is the mean and the sample
 standard deviation (n - 1; empty for one seed) over seeds, in percent.
 
+Beside the spread over seeds, every method other than joint training is set against
+joint training of the same model on the same evaluate clips, for the seen and for the
+unseen devices apart, with the claims ledger's numbers (:func:`caalib.paired_stats.
+paired_comparison`, docs/claims.md S2-S4): the difference in points with its paired
+bootstrap interval, McNemar's mid-p on the per-clip majority over seeds, and the minimum
+detectable effect -- so a reader sees whether the comparison could tell two methods
+apart at all. Those read each run's predictions.csv; on devices with equal clips per
+scene (the synthetic sets) the difference is exactly that of the two ``seen`` (or
+``unseen``) means.
+
 The runs are read through :mod:`caalib.rundir` (never the training code): every finished
 run of the dataset and profile under ``<results>/runs``, or only the names given. The
 table, its per-seed rows and a figure go to one directory, all or nothing
@@ -26,7 +36,8 @@ import pandas as pd
 from ..atomic import write_text
 from ..constants import EVAL_DEVICES, SCENES, TRAIN_DEVICES
 from ..errors import CaaError
-from ..rundir import NAME_DEFAULTS, read_metrics, runs_root, scan_runs, warn
+from ..paired_stats import ALPHA, POWER, paired_comparison
+from ..rundir import NAME_DEFAULTS, read_metrics, read_predictions, runs_root, scan_runs, warn
 from ..spec import AUGMENTATIONS, CONDITIONED_STRATEGIES, STRATEGIES, UNSEEN_SOURCE_POLICIES
 from .output import staged_output
 
@@ -38,6 +49,16 @@ COMPARISON_FILES: frozenset[str] = frozenset(
 TABLE_COLUMNS = ["method", "topology", "pooling", "cond_layer", "strategy", "unseen_source",
                  "augment", "n_seeds", "seen", "seen_std", "unseen", "unseen_std", "gap",
                  "gap_std", "avg", "avg_std"]
+#: The method every other one is paired against (same model, same clips).
+BASELINE = "joint"
+#: Per device group (``seen_``, ``unseen_``): method - joint in points, its 95 % paired
+#: bootstrap interval, the clips only the method's / only joint's seed majority gets
+#: right, McNemar's mid-p and the minimum detectable effect in points. Empty for joint.
+PAIRED_FIELDS = ("diff", "diff_low", "diff_high", "n_method_only", "n_joint_only", "p",
+                 "mde")
+PAIRED_COLUMNS = [f"{part}_{f}" for part in ("seen", "unseen") for f in PAIRED_FIELDS]
+_GROUP_KEYS = ["method", "topology", "pooling", "cond_layer", "strategy", "unseen_source",
+               "augment"]
 
 
 def method_label(strategy: str, unseen_source: str, augment: str) -> str:
@@ -117,16 +138,78 @@ def comparison_table(seeds: pd.DataFrame) -> pd.DataFrame:
     """Per model and method (in :func:`comparison_seeds`' order): the seed count and the
     mean and sample standard deviation over seeds of ``seen``, ``unseen``, ``gap``
     (seen - unseen) and ``avg``, in percent."""
-    keys = ["method", "topology", "pooling", "cond_layer", "strategy", "unseen_source",
-            "augment"]
     data = seeds.assign(gap=seeds["seen"] - seeds["unseen"])
-    grouped = data.groupby(keys, sort=False, dropna=False)
+    grouped = data.groupby(_GROUP_KEYS, sort=False, dropna=False)
     out = grouped.size().rename("n_seeds").reset_index()
     for col in ("seen", "unseen", "gap", "avg"):
         out[col] = 100.0 * grouped[col].mean().to_numpy()
         out[f"{col}_std"] = 100.0 * grouped[col].std(ddof=1).to_numpy()
     out["cond_layer"] = out["cond_layer"].astype("Int64")
     return out[TABLE_COLUMNS]
+
+
+def _correctness(preds: dict[str, pd.DataFrame], runs: list[str],
+                 devices: tuple[str, ...]) -> tuple[np.ndarray, pd.Series, np.ndarray]:
+    """0/1 correctness ``[seeds, clips]`` of ``runs`` (in order) on ``devices``' clips,
+    sorted by filename, with the filenames and each clip's device."""
+    rows, files, strata = [], None, None
+    for name in runs:
+        pred = preds[name]
+        part = pred[pred["source"].isin(devices)].sort_values("filename")
+        if files is None:
+            files = part["filename"].reset_index(drop=True)
+            strata = part["source"].to_numpy(dtype=str)
+        elif not part["filename"].reset_index(drop=True).equals(files):
+            raise CaaError(f"run {name}: scored on other clips than run {runs[0]}; the runs "
+                           "of a comparison must come from one dataset")
+        rows.append(part["correct"].to_numpy(dtype=float))
+    return np.vstack(rows), files, strata
+
+
+def paired_table(results_dir: str | Path, seeds: pd.DataFrame, dataset: str = "dcase2020",
+                 n_resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """:data:`PAIRED_COLUMNS` per row of :func:`comparison_table` (same order): each
+    method against joint training of the same model, on the seen and the unseen devices'
+    evaluate clips apart, from the runs' predictions.csv. Each side keeps all its seeds
+    (the ledger's arms); ``seed`` fixes the bootstrap draw."""
+    seen_devices = TRAIN_DEVICES[dataset]
+    parts = (("seen", seen_devices),
+             ("unseen", tuple(d for d in EVAL_DEVICES[dataset] if d not in seen_devices)))
+    root = runs_root(results_dir)
+    preds = {name: read_predictions(root / name) for name in seeds["run_name"]}
+    out = []
+    for keys, group in seeds.groupby(_GROUP_KEYS, sort=False, dropna=False):
+        row = dict.fromkeys(PAIRED_COLUMNS, np.nan)
+        method, topology, pooling = keys[0], keys[1], keys[2]
+        base = seeds[(seeds["method"] == BASELINE) & (seeds["topology"] == topology)
+                     & (seeds["pooling"] == pooling)]
+        if method != BASELINE and not base.empty:
+            for part, devices in parts:
+                arm, files, strata = _correctness(preds, list(group["run_name"]), devices)
+                ref, ref_files, _ = _correctness(preds, list(base["run_name"]), devices)
+                if not files.equals(ref_files):
+                    raise CaaError(f"{method} and {BASELINE} ({topology} + {pooling}) were "
+                                   f"scored on other {part}-device clips: the runs of a "
+                                   "comparison must come from one dataset")
+                num = paired_comparison([arm], [ref], strata, n_resamples=n_resamples,
+                                        seed=seed)
+                row.update({f"{part}_diff": 100 * num.effect.estimate,
+                            f"{part}_diff_low": 100 * num.effect.low,
+                            f"{part}_diff_high": 100 * num.effect.high,
+                            f"{part}_n_method_only": num.test.b,
+                            f"{part}_n_joint_only": num.test.c,
+                            f"{part}_p": num.test.p, f"{part}_mde": 100 * num.mde})
+        out.append(row)
+    frame = pd.DataFrame(out, columns=PAIRED_COLUMNS)
+    for part in ("seen", "unseen"):
+        for col in (f"{part}_n_method_only", f"{part}_n_joint_only"):
+            frame[col] = frame[col].astype("Int64")
+    return frame
+
+
+def _model(r) -> str:
+    return f"{r.topology} + {r.pooling}" + ("" if pd.isna(r.cond_layer)
+                                            else f", L{r.cond_layer}")
 
 
 def _cell(mean: float, std: float) -> str:
@@ -138,12 +221,48 @@ def comparison_markdown(table: pd.DataFrame) -> str:
     lines = ["| method | model | seeds | seen devices | unseen devices | seen - unseen | all |",
              "|---|---|---|---|---|---|---|"]
     for r in table.itertuples():
-        model = f"{r.topology} + {r.pooling}" + ("" if pd.isna(r.cond_layer)
-                                                 else f", L{r.cond_layer}")
-        lines.append(f"| {r.method} | {model} | {r.n_seeds} | {_cell(r.seen, r.seen_std)} | "
+        lines.append(f"| {r.method} | {_model(r)} | {r.n_seeds} | {_cell(r.seen, r.seen_std)} | "
                      f"{_cell(r.unseen, r.unseen_std)} | {_cell(r.gap, r.gap_std)} | "
                      f"{_cell(r.avg, r.avg_std)} |")
+    paired = _paired_markdown(table) if PAIRED_COLUMNS[0] in table.columns else []
+    if paired:
+        lines += ["", *paired]
     return "\n".join(lines) + "\n"
+
+
+def _diff(r: pd.Series, part: str) -> str:
+    return (f"{r[f'{part}_diff']:+.1f} [{r[f'{part}_diff_low']:+.1f}, "
+            f"{r[f'{part}_diff_high']:+.1f}]")
+
+
+def _paired_markdown(table: pd.DataFrame) -> list[str]:
+    """The paired table against joint training, then which intervals exclude 0, each
+    with its MDE: what the comparison can and cannot tell apart, without a verdict."""
+    rows = table[table[PAIRED_COLUMNS[0]].notna()]
+    if rows.empty:
+        return []
+    lines = [f"Against {BASELINE} training of the same model, on the same clips "
+             "(method - joint, accuracy points):", "",
+             "| method | model | seen: difference [95 % CI] | p | MDE | unseen: difference "
+             "[95 % CI] | p | MDE |", "|---|---|---|---|---|---|---|---|"]
+    for _, r in rows.iterrows():
+        lines.append(f"| {r['method']} | {_model(r)} | {_diff(r, 'seen')} | {r['seen_p']:.2g} | "
+                     f"{r['seen_mde']:.1f} | {_diff(r, 'unseen')} | {r['unseen_p']:.2g} | "
+                     f"{r['unseen_mde']:.1f} |")
+    lines += ["", "The interval resamples clips within each device and each method's seeds; "
+              "p is McNemar's two-sided mid-p on the per-clip majority over seeds; the MDE "
+              f"is the smallest difference these clips detect at alpha {ALPHA} with power "
+              f"{POWER}, given how often the two methods disagree (docs/claims.md).", ""]
+    for part, devices in (("seen", "seen devices"), ("unseen", "unseen devices")):
+        excl = rows[(rows[f"{part}_diff_low"] > 0) | (rows[f"{part}_diff_high"] < 0)]
+        incl = rows.drop(excl.index)
+        said = [f"{r['method']} ({r[f'{part}_diff']:+.1f}, MDE {r[f'{part}_mde']:.1f})"
+                for _, r in excl.iterrows()]
+        rest = [f"{r['method']} (MDE {r[f'{part}_mde']:.1f})" for _, r in incl.iterrows()]
+        lines.append(f"- {devices.capitalize()}: the interval excludes 0 for "
+                     f"{', '.join(said) if said else 'no method'}; it includes 0 for "
+                     f"{', '.join(rest) if rest else 'no method'}.")
+    return lines
 
 
 def comparison_figure(table: pd.DataFrame):
@@ -180,13 +299,15 @@ def owned_by_comparison(name: str) -> bool:
 def write_comparison(results_dir: str | Path, out_dir: str | Path, profile: str,
                      dataset: str = "dcase2020", names: Iterable[str] | None = None,
                      ) -> dict[str, Path]:
-    """``comparison.csv`` (the table, also the figure's CSV), ``comparison.md``,
+    """``comparison.csv`` (the table with the paired columns against joint training,
+    also the figure's CSV), ``comparison.md``,
     ``comparison_seeds.csv`` and ``comparison.{png,pdf}`` in ``out_dir``, all or
     nothing. Returns the final paths by suffix."""
     from .style import save_figure
 
     seeds = comparison_seeds(results_dir, profile, dataset, names)
     table = comparison_table(seeds)
+    table = pd.concat([table, paired_table(results_dir, seeds, dataset)], axis=1)
     out = Path(out_dir)
     reads = [results_dir, runs_root(results_dir)]
     with staged_output(out, owned_by_comparison, reads=reads, what="caa unseen") as stage:
@@ -197,5 +318,6 @@ def write_comparison(results_dir: str | Path, out_dir: str | Path, profile: str,
             for suffix in (".csv", ".md", "_seeds.csv", ".png", ".pdf")}
 
 
-__all__ = ["COMPARISON_FILES", "comparison_figure", "comparison_markdown",
-           "comparison_seeds", "comparison_table", "method_label", "write_comparison"]
+__all__ = ["BASELINE", "COMPARISON_FILES", "PAIRED_COLUMNS", "comparison_figure",
+           "comparison_markdown", "comparison_seeds", "comparison_table", "method_label",
+           "paired_table", "write_comparison"]
