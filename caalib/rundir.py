@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .constants import ALL_DEVICES, DATASETS, DEVICES, SCENES
+from .constants import ALL_DEVICES, DATASETS, DEVICES, SCENES, TRAIN_DEVICES
 from .errors import CaaError
 from .spec import ModelSpecError, validate_spec
 
@@ -227,8 +227,9 @@ def read_config_dict(run_dir: str | Path) -> dict[str, Any]:
     if not _is_int(cfg["seed"]) or cfg["seed"] < 0:
         raise bad("seed", "a non-negative integer")
     if cfg["strategy"] == "single":
-        if cfg["train_source"] not in DEVICES:
-            raise bad("train_source", f"one of {', '.join(DEVICES)} (strategy single)")
+        trainable = TRAIN_DEVICES[cfg["dataset"]]
+        if cfg["train_source"] not in trainable:
+            raise bad("train_source", f"one of {', '.join(trainable)} (strategy single)")
     elif cfg["train_source"] is not None:
         raise bad("train_source", f"null (strategy {cfg['strategy']} trains on all sources)")
     for field in ("lr_decay", "lambda_mode", "attention", "resampler", "precision"):

@@ -406,3 +406,38 @@ def test_a_checkpoint_from_before_the_new_fields_resumes_and_others_are_refused(
     mixed = cfg.replace(augment="mixup")
     with pytest.raises(ConfigError, match="augment"):
         Engine(mixed, data, torch.device("cpu")).restore(state, Path("old.pt"))
+
+
+def test_single_device_run_on_a_simulated_training_device(tiny2020: Path, features2020: Path,
+                                                          tmp_path: Path):
+    """S1-S3 have training clips on the 2020 layout, so a single-device run may train on
+    one: it trains and is scored on that device only, and its run directory reads back;
+    an evaluate-only device (S4) or a 2018 run on S1 is refused, naming the field."""
+    import pandas as pd
+
+    from caalib.cli import main
+    from caalib.results.runs import load_runs
+    from caalib.rundir import read_predictions
+    from caalib.training import TrainConfig
+
+    results = tmp_path / "results"
+    cfg = TrainConfig.from_profile("tiny", dataset="dcase2020", topology="pool",
+                                   pooling="att", strategy="single", train_source="s1",
+                                   accelerator="cpu")
+    assert cfg.run_name.startswith("dcase2020-pool-att-single-s1-tiny")
+    run = results / "runs" / cfg.run_name
+    assert main(["train", "--data", str(tiny2020), "--topology", "pool", "--pooling", "att",
+                 "--strategy", "single", "--source", "s1", "--profile", "tiny",
+                 "--accelerator", "cpu", "--out", str(run), "--no-progress"]) == 0
+    preds = read_predictions(run)
+    meta = pd.read_csv(tiny2020 / "evaluation_setup" / "fold1_evaluate.csv", sep="\t")
+    s1_clips = {f for f in meta["filename"] if f.endswith("-s1.wav")}
+    assert set(preds["source"]) == {"s1"} and set(preds["filename"]) == s1_clips
+    runs = load_runs(results)
+    assert list(runs["train_source"]) == ["s1"] and runs["acc_s1"].notna().all()
+    with pytest.raises(ConfigError, match="train_source"):
+        TrainConfig.from_profile("tiny", dataset="dcase2020", strategy="single",
+                                 train_source="s4", accelerator="cpu")
+    with pytest.raises(ConfigError, match="train_source"):
+        TrainConfig.from_profile("tiny", dataset="dcase2018", strategy="single",
+                                 train_source="s1", accelerator="cpu")

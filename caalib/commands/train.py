@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..constants import DEVICES
+from ..constants import ALL_DEVICES, TRAIN_DEVICES
 from ..errors import ConfigError
 from . import add_deprecated_alias
 
@@ -37,10 +37,11 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--topology", required=True, choices=TOPOLOGIES)
     p.add_argument("--pooling", required=True, help="max, avg, flatten, roi, att or roi+att")
     p.add_argument("--strategy", required=True, choices=STRATEGIES)
-    p.add_argument("--source", choices=DEVICES, default=None,
+    trainable = [d for d in ALL_DEVICES if any(d in t for t in TRAIN_DEVICES.values())]
+    p.add_argument("--source", choices=trainable, default=None,
                    help="recording device (DCASE source) a single-device run trains on "
-                        "(a, b or c)")
-    add_deprecated_alias(p, "--device", "--source", "source", "train", choices=DEVICES)
+                        "(a, b or c; on the 2020 layout also s1, s2 or s3)")
+    add_deprecated_alias(p, "--device", "--source", "source", "train", choices=trainable)
     p.add_argument("--cond-layer", type=int, default=None,
                    help="conditioned block (1-4) for teacher_forcing / multi_task")
     p.add_argument("--profile", required=True, choices=PROFILES_NAMES)

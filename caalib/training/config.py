@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import rundir
-from ..constants import ACCELERATORS, DATASETS, DEVICES, EVAL_DEVICES, TRAIN_DEVICES
+from ..constants import ACCELERATORS, DATASETS, EVAL_DEVICES, TRAIN_DEVICES
 from ..errors import ConfigError
 from ..spec import (  # the model vocabulary, re-exported for the training API
     ATTENTION_VARIANTS,
@@ -405,9 +405,11 @@ def _validate(cfg: TrainConfig) -> None:
     _resolve_precision(cfg)
 
     if cfg.strategy == "single":
+        trainable = TRAIN_DEVICES[cfg.dataset]  # the dataset's devices with training clips
         if cfg.train_source is None:
-            raise ConfigError("train_source: required for strategy 'single' (one of a, b, c)")
-        _choice("train_source", cfg.train_source, DEVICES)
+            raise ConfigError(f"train_source: required for strategy 'single' (one of "
+                              f"{', '.join(trainable)})")
+        _choice("train_source", cfg.train_source, trainable)
     elif cfg.train_source is not None:
         raise ConfigError(
             f"train_source: only strategy 'single' trains on one source; "
