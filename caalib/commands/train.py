@@ -275,7 +275,7 @@ def _sweep(args: argparse.Namespace) -> int:
             if jobs is None:
                 from ..training.throughput import auto_jobs
 
-                jobs, _ = auto_jobs(pending, n_frames=frames)
+                jobs, _ = auto_jobs(pending, n_frames=frames, measured=est)
             print(f"[sweep] estimate: {est.text()}; with --jobs {jobs}, about "
                   f"{est.hours / jobs:.2f} h if the runs shared the machine without slowing "
                   f"each other (an upper bound on the gain); the floor is "

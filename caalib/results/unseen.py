@@ -178,6 +178,7 @@ def paired_table(results_dir: str | Path, seeds: pd.DataFrame, dataset: str = "d
     root = runs_root(results_dir)
     preds = {name: read_predictions(root / name) for name in seeds["run_name"]}
     out = []
+    baseline: dict[tuple[str, str, str], tuple] = {}
     for keys, group in seeds.groupby(_GROUP_KEYS, sort=False, dropna=False):
         row = dict.fromkeys(PAIRED_COLUMNS, np.nan)
         method, topology, pooling = keys[0], keys[1], keys[2]
@@ -186,7 +187,10 @@ def paired_table(results_dir: str | Path, seeds: pd.DataFrame, dataset: str = "d
         if method != BASELINE and not base.empty:
             for part, devices in parts:
                 arm, files, strata = _correctness(preds, list(group["run_name"]), devices)
-                ref, ref_files, _ = _correctness(preds, list(base["run_name"]), devices)
+                key = (topology, pooling, part)
+                if key not in baseline:  # joint's matrix, once per model and device group
+                    baseline[key] = _correctness(preds, list(base["run_name"]), devices)
+                ref, ref_files, _ = baseline[key]
                 if not files.equals(ref_files):
                     raise CaaError(f"{method} and {BASELINE} ({topology} + {pooling}) were "
                                    f"scored on other {part}-device clips: the runs of a "

@@ -9,6 +9,7 @@ them. Definitions and thresholds: docs/explanations.md.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -90,11 +91,19 @@ def device_masks(device: str, scene: np.ndarray, shared: np.ndarray,
     """The twin's masks as ``device`` records them at device-shift ``shift``: bands the
     phone does not pass (mean gain below ``PASS_DB``) hold no evidence; the reference
     device keeps all."""
-    phone = PHONES.get(device)
-    if phone is None:
+    if device not in PHONES:
         return scene, shared
-    passes = phone_gain_db(phone.at(shift)) >= PASS_DB
+    passes = _passes(device, float(shift))
     return scene & passes[None, :], shared & passes[None, :]
+
+
+@functools.cache
+def _passes(device: str, shift: float) -> np.ndarray:
+    """The mel bands ``device`` passes at ``shift``: one filter response per device and
+    shift, not one per clip."""
+    passes = phone_gain_db(PHONES[device].at(shift)) >= PASS_DB
+    passes.setflags(write=False)
+    return passes
 
 
 def write_evidence(path: str | os.PathLike[str], masks: dict[str, tuple[np.ndarray, np.ndarray]]

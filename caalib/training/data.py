@@ -268,26 +268,34 @@ def _read_features(path: Path) -> _FeatureSource:
     return _FeatureSource(feature=feature, attrs=fs.attrs, row_of=row_of)
 
 
+def _kept(cache: OrderedDict, key: str, stamp_of: Any, read: Any, limit: int) -> Any:
+    """``read()`` through ``cache`` while reuse is on: a kept copy is served while
+    ``stamp_of()`` is what it was read with; otherwise the stale copy (and the oldest, down
+    to ``limit``) is freed before reading, and the new copy kept only if its stamp did not
+    move while it was read."""
+    if not _reuse:
+        return read()
+    with _lock:
+        stamp = stamp_of()
+        hit = cache.get(key)
+        if hit is not None and stamp is not None and hit.stamp == stamp:
+            cache.move_to_end(key)
+            return hit
+        cache.pop(key, None)  # free the stale copy before reading the new one
+        while len(cache) >= limit:
+            cache.popitem(last=False)
+        source = read()
+        if stamp is not None and stamp_of() == stamp:  # not changed while read
+            source.stamp = stamp
+            _remember(cache, key, source, limit)
+        return source
+
+
 def _feature_source(path: Path) -> _FeatureSource:
     """The feature file at ``path``: from this process's cache while reuse is on and the
     file's stat and fingerprint are those it was read with, else read (and kept)."""
-    if not _reuse:
-        return _read_features(path)
-    key = str(path.resolve())
-    with _lock:
-        stamp = _feature_stamp(path)
-        hit = _features.get(key)
-        if hit is not None and stamp is not None and hit.stamp == stamp:
-            _features.move_to_end(key)
-            return hit
-        _features.pop(key, None)  # free the stale copy before reading the new one
-        while len(_features) >= MAX_KEPT_FEATURE_FILES:
-            _features.popitem(last=False)
-        source = _read_features(path)
-        if stamp is not None and _feature_stamp(path) == stamp:  # not changed while read
-            source.stamp = stamp
-            _remember(_features, key, source, MAX_KEPT_FEATURE_FILES)
-        return source
+    return _kept(_features, str(path.resolve()), lambda: _feature_stamp(path),
+                 lambda: _read_features(path), MAX_KEPT_FEATURE_FILES)
 
 
 def _read_table(data_dir: Path) -> _TableSource:
@@ -308,21 +316,8 @@ def _read_table(data_dir: Path) -> _TableSource:
 def _table_source(data_dir: Path) -> _TableSource:
     """The dataset table of ``data_dir``, kept like `_feature_source` while reuse is on
     (keyed by the stat of meta.csv and the fold files)."""
-    if not _reuse:
-        return _read_table(data_dir)
-    key = str(data_dir.resolve())
-    with _lock:
-        stamp = _table_stamp(data_dir)
-        hit = _tables.get(key)
-        if hit is not None and hit.stamp == stamp:
-            _tables.move_to_end(key)
-            return hit
-        _tables.pop(key, None)
-        source = _read_table(data_dir)
-        if _table_stamp(data_dir) == stamp:
-            source.stamp = stamp
-            _remember(_tables, key, source, _MAX_KEPT_TABLES)
-        return source
+    return _kept(_tables, str(data_dir.resolve()), lambda: _table_stamp(data_dir),
+                 lambda: _read_table(data_dir), _MAX_KEPT_TABLES)
 
 
 def verified_fingerprint(feature_path: str | Path, data_dir: str | Path) -> str:

@@ -191,8 +191,9 @@ def choose_jobs(rates: Sequence[ModelRate], free_bytes: int, matmul_rate: float,
 
 
 def auto_jobs(configs: Sequence[TrainConfig], n_frames: int = 320, steps: int = 3,
-              progress: bool = False) -> tuple[int, str]:
-    """``caa sweep --jobs auto``: the job count for ``configs`` here, and why."""
+              progress: bool = False, measured: Estimate | None = None) -> tuple[int, str]:
+    """``caa sweep --jobs auto``: the job count for ``configs`` here, and why
+    (``measured``: an estimate of these configs already made, not measured again)."""
     from ..accelerator import resolve_torch_device, usable_cpus
     from .estimate import measured_matmul_rate
 
@@ -204,8 +205,8 @@ def auto_jobs(configs: Sequence[TrainConfig], n_frames: int = 320, steps: int = 
         cpus = usable_cpus()
         why = f"{cpus} usable CPU(s) / {first.cpu_threads} thread(s) per run"
         return max(1, cpus // first.cpu_threads), why
-    est = estimate(configs, n_eval_clips=0, n_frames=n_frames, steps=steps,
-                   progress=progress)
+    est = measured or estimate(configs, n_eval_clips=0, n_frames=n_frames, steps=steps,
+                               progress=progress)
     rates = list(est.rates.values())
     free, _ = torch.cuda.mem_get_info(device)
     dtype = "bf16" if first.precision == "bf16" else "fp32"
