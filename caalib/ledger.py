@@ -602,21 +602,30 @@ def write_ledger(results_dir: str | Path, profile: str, *, out_dir: str | Path |
     return [out / name for name in LEDGER_FILES], ledger
 
 
-def read_ledger(results_dir: str | Path) -> pd.DataFrame | None:
-    """RESULTS_DIR/claims/ledger.csv when it exists (notebook 09), else None."""
-    path = Path(results_dir) / "claims" / LEDGER_FILES[0]
-    if not path.is_file():
-        return None
+def _ledger_csv(path: Path) -> pd.DataFrame:
     ledger = pd.read_csv(path, keep_default_na=False, na_values=[""])
     ledger["real_data"] = ledger["real_data"].fillna("").astype(str)  # empty, not NaN
     return ledger
 
 
+def read_ledger(results_dir: str | Path) -> pd.DataFrame | None:
+    """RESULTS_DIR/claims/ledger.csv when it exists (notebook 09), else None."""
+    path = Path(results_dir) / "claims" / LEDGER_FILES[0]
+    return _ledger_csv(path) if path.is_file() else None
+
+
+def preview_ledger(results_dir: str | Path, profile: str) -> pd.DataFrame:
+    """The ledger on the study's own runs of RESULTS_DIR, training nothing (notebook 09
+    before ``caa claims`` has run): ``profile``'s comparisons where it is a ledger profile,
+    the tiny one's otherwise."""
+    return build_ledger(results_dir, profile if profile in LEDGER_PROFILES else "tiny",
+                        train=False, simulation_runs=results_dir, progress=False)
+
+
 def reference_ledgers(results_dir: str | Path) -> dict[str, pd.DataFrame]:
     """Committed reference ledgers, RESULTS_DIR/reference/<name>/ledger.csv, by name."""
     root = Path(results_dir) / "reference"
-    return {p.parent.name: pd.read_csv(p, keep_default_na=False, na_values=[""])
-            for p in sorted(root.glob(f"*/{LEDGER_FILES[0]}"))}
+    return {p.parent.name: _ledger_csv(p) for p in sorted(root.glob(f"*/{LEDGER_FILES[0]}"))}
 
 
 def shift_figures(results_dir: str | Path) -> list[Path]:

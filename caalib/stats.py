@@ -339,6 +339,13 @@ def strategy_tests(runs: pd.DataFrame, dataset: str = "dcase2018") -> pd.DataFra
     :data:`STRATEGY_TEST_COLUMNS`) means no pair could be formed.
     """
     rows: list[dict[str, Any]] = []
+    read: dict[str, pd.DataFrame] = {}
+
+    def predictions(path: Any) -> pd.DataFrame:  # a run's file read once, whatever pairs it
+        if str(path) not in read:
+            read[str(path)] = read_predictions(path)
+        return read[str(path)]
+
     models = runs.loc[runs["dataset"] == dataset, ["topology", "pooling"]].drop_duplicates()
     for topology, pooling in models.itertuples(index=False):
         model = f"{topology}+{pooling}"
@@ -356,12 +363,12 @@ def strategy_tests(runs: pd.DataFrame, dataset: str = "dcase2018") -> pd.DataFra
                 rows.append({**base, "run1": r1["name"].iloc[0], "run2": ", ".join(r2["name"]),
                              "test": "z (one-tailed, Avg)", "device": "avg", "acc1": a1,
                              "acc2": a2, "n": n, "z": z.z, "p": z.p, "alternative": "greater"})
-            p1 = read_predictions(r1["path"].iloc[0]) if s1 != "single" else None
-            preds2 = {d: read_predictions(p) for d, p in
-                      zip(r2["train_source"], r2["path"], strict=True)} if s2 == "single" else {
-                      None: read_predictions(r2["path"].iloc[0])}
-            if p1 is None:
+            if s1 == "single":  # the McNemar pairs start from a run scored on all devices
                 continue
+            p1 = predictions(r1["path"].iloc[0])
+            preds2 = {d: predictions(p) for d, p in
+                      zip(r2["train_source"], r2["path"], strict=True)} if s2 == "single" else {
+                      None: predictions(r2["path"].iloc[0])}
             merged_all = []
             name1 = r1["name"].iloc[0]
             for key, p2 in preds2.items():

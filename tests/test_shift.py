@@ -231,3 +231,22 @@ def test_shift_curve_refuses_bad_settings(tmp_path: Path, capsys) -> None:
     assert main(["shift-curve", "--profile", "tiny", "--seeds", "0", "--out",
                  str(tmp_path / "o")]) != 0
     assert not (tmp_path / "o").exists()
+
+
+def test_summary_is_mean_sample_std_and_extremes_over_seeds_in_paper_order():
+    """Two seeds, two strategies, listed out of order: mean, std with n - 1, min, max
+    worked by hand; strategies in the paper's order (single before joint)."""
+    from caalib.shift_curve import summarise
+
+    rows = [("joint", 0, 0.50), ("joint", 1, 0.70), ("single", 0, 0.40), ("single", 1, 0.44)]
+    seeds = pd.DataFrame([{"shift": 1.0, "topology": "atrous", "pooling": "att",
+                           "strategy": st, "device": "b", "seed": sd, "accuracy": acc}
+                          for st, sd, acc in rows])
+    out = summarise(seeds)
+    assert list(out["strategy"]) == ["single", "joint"]
+    single, joint = out.iloc[0], out.iloc[1]
+    assert single["mean"] == pytest.approx(0.42) and joint["mean"] == pytest.approx(0.60)
+    # sample std of (0.5, 0.7): |0.7 - 0.5| / sqrt(2)
+    assert joint["std"] == pytest.approx(0.2 / 2**0.5)
+    assert single["std"] == pytest.approx(0.04 / 2**0.5)
+    assert (joint["min"], joint["max"], joint["n_seeds"]) == (0.50, 0.70, 2)
