@@ -86,12 +86,19 @@ def test_cli_dry_run_measures_and_jobs_auto_is_checked(tiny_dataset_2018, tmp_pa
                                                        monkeypatch):
     from caalib.cli import main
 
-    monkeypatch.setattr(T, "measure", lambda c, n_frames, steps: rate(0.01, device="cpu"))
+    calls: list[tuple[object, ...]] = []
+
+    def fake(c, n_frames, steps):
+        calls.append(T.cost_key(c))
+        return rate(0.01, device="cpu")
+
+    monkeypatch.setattr(T, "measure", fake)
     args = ["sweep", "--table", "II", "--profile", "tiny", "--data", str(tiny_dataset_2018),
             "--results", str(tmp_path), "--models", "pool:att", "--no-progress"]
     assert main([*args, "--dry-run", "--measure", "--jobs", "auto"]) == 0
     out = capsys.readouterr().out
     assert "(the floor)" in out and "3 distinct model(s)" in out and "--jobs" in out
+    assert len(calls) == len(set(calls)) == 3  # each distinct model measured once
     with pytest.raises(SystemExit) as exc:
         main([*args, "--dry-run", "--jobs", "0"])
     assert exc.value.code == 2
