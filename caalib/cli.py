@@ -66,6 +66,8 @@ def sigterm_as_interrupt() -> Iterator[None]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # the words of the command, for records that say how a result was made
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         with sigterm_as_interrupt():
             return int(args.func(args) or 0)

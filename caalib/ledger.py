@@ -32,7 +32,7 @@ from . import rundir
 from .atomic import write_text
 from .claims import CLAIM_TABLES, Claim, claim_units, load_claims, paper_evidence
 from .constants import DEVICES, PAPER_BEST_LAYERS
-from .errors import CaaError
+from .errors import CaaError, DatasetError
 from .paired_stats import ALPHA, POWER, paired_comparison
 from .results.output import staged_output
 from .results.runs import load_runs
@@ -404,19 +404,42 @@ def simulation_configs(profile: LedgerProfile, comparisons: Sequence[Comparison]
     return list(seen.values())
 
 
+def planned_configs(profile: str, claims_path: str | Path | None = None) -> list[Any]:
+    """Every run the simulation of ``profile`` trains (``caa claims --dry-run``)."""
+    if profile not in LEDGER_PROFILES:
+        raise LedgerError(f"profile: {profile!r} is not one of {', '.join(LEDGER_PROFILES)}")
+    prof = LEDGER_PROFILES[profile]
+    comparisons = [claim_comparison(c, prof.models) for c in load_claims(claims_path)]
+    return simulation_configs(prof, [c for c in comparisons if isinstance(c, Comparison)])
+
+
 def simulation_dir(results_dir: str | Path, profile: str) -> Path:
     """Where a ledger profile keeps its dataset and runs: RESULTS_DIR/simulation/<profile>."""
     return Path(results_dir) / "simulation" / profile
 
 
-def ensure_data(profile: LedgerProfile, data_dir: Path, progress: bool) -> Path:
-    """The simulation's dataset: ``data_dir`` if it holds one, else synthesised there."""
-    if (data_dir / "meta.csv").is_file():
-        return data_dir
-    from .synth import synthesize
+def ensure_data(profile: LedgerProfile, data_dir: Path, progress: bool,
+                explicit: bool = False) -> Path:
+    """The simulation's dataset: synthesised in ``data_dir`` when missing.
 
-    return Path(synthesize(data_dir, profile=profile.synth, layout="dcase2018", seed=0,
-                           progress=progress))
+    A dataset already there is used when it is the profile's simulation set (same
+    synthesis settings; masks of an older definition are rewritten). Another dataset is
+    refused at the default place (it would be read as the simulation's evidence), and
+    used with a warning when the user named it (``explicit``: ``caa claims --data``),
+    since the verdicts are then about that data.
+    """
+    from .synth import ensure_synthesized
+
+    try:
+        return ensure_synthesized(data_dir, profile.synth, layout="dcase2018", seed=0,
+                                  progress=progress)[0]
+    except DatasetError as exc:
+        if not explicit:
+            raise LedgerError(f"{exc} (it is not the `{profile.synth}` simulation set this "
+                              "profile reads; pass it with --data to use it anyway)") from None
+    rundir.warn(f"{data_dir}: not the `{profile.synth}` simulation set (synth.json "
+                "differs or is missing); the simulation's verdicts are about this data")
+    return data_dir
 
 
 def run_simulation(profile: LedgerProfile, comparisons: Sequence[Comparison],
@@ -485,7 +508,8 @@ def build_ledger(results_dir: str | Path, profile: str, *, data_dir: str | Path 
     sim = Path(simulation_runs) if simulation_runs is not None else \
         simulation_dir(results_dir, profile)
     if train and wanted:
-        data = ensure_data(prof, Path(data_dir) if data_dir else sim / "data", progress)
+        data = ensure_data(prof, Path(data_dir) if data_dir else sim / "data", progress,
+                           explicit=data_dir is not None)
         run_simulation(prof, wanted, sim, data, jobs=jobs, progress=progress)
     sim_runs = _runs_of(sim)
     if not sim_runs.empty:
@@ -603,8 +627,9 @@ def write_ledger(results_dir: str | Path, profile: str, *, out_dir: str | Path |
 
 
 def _ledger_csv(path: Path) -> pd.DataFrame:
-    ledger = pd.read_csv(path, keep_default_na=False, na_values=[""])
-    ledger["real_data"] = ledger["real_data"].fillna("").astype(str)  # empty, not NaN
+    ledger = pd.read_csv(path, keep_default_na=False, na_values=[""],
+                         dtype={"real_data": str})
+    ledger["real_data"] = ledger["real_data"].fillna("")  # empty, not NaN
     return ledger
 
 
@@ -620,12 +645,6 @@ def preview_ledger(results_dir: str | Path, profile: str) -> pd.DataFrame:
     the tiny one's otherwise."""
     return build_ledger(results_dir, profile if profile in LEDGER_PROFILES else "tiny",
                         train=False, simulation_runs=results_dir, progress=False)
-
-
-def reference_ledgers(results_dir: str | Path) -> dict[str, pd.DataFrame]:
-    """Committed reference ledgers, RESULTS_DIR/reference/<name>/ledger.csv, by name."""
-    root = Path(results_dir) / "reference"
-    return {p.parent.name: _ledger_csv(p) for p in sorted(root.glob(f"*/{LEDGER_FILES[0]}"))}
 
 
 def shift_figures(results_dir: str | Path) -> list[Path]:

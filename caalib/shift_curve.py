@@ -13,6 +13,12 @@ On disk, under the curve's directory: ``shift-<s>/runs/<run>`` per shift (each i
 results directory, since the runs of two shifts share names), ``shift_curve_seeds.csv``,
 ``shift_curve_summary.csv`` and the figure ``shift_curve.{png,pdf,csv}``. The datasets go
 to ``<data_root>/<synth profile>-shift-<s>`` and are reused when they match.
+
+The tables and the figure are written all or nothing
+(:func:`caalib.results.output.staged_output`): a failure while drawing leaves the
+previous ones as they were, never new tables beside an old figure. That swaps the whole
+curve directory, so the ``shift-<s>`` run trees are carried over (as hard links) and any
+other sub-directory makes the curve refuse, before it trains anything.
 """
 
 from __future__ import annotations
@@ -26,12 +32,15 @@ from typing import Any
 import pandas as pd
 
 from .constants import DEVICES
-from .errors import ConfigError
+from .errors import CaaError, ConfigError
 from .spec import STRATEGIES
 
 SEEDS_FILE = "shift_curve_seeds.csv"
 SUMMARY_FILE = "shift_curve_summary.csv"
 FIGURE_NAME = "shift_curve"
+#: The files of the curve directory that one invocation replaces together.
+OUTPUT_FILES: tuple[str, ...] = (SEEDS_FILE, SUMMARY_FILE,
+                                 *(f"{FIGURE_NAME}.{ext}" for ext in ("png", "pdf", "csv")))
 #: The layout of every curve dataset (the claims concern the DCASE 2018 set's structure).
 LAYOUT = "dcase2018"
 
@@ -71,6 +80,33 @@ def shift_label(shift: float) -> str:
     return f"shift-{float(shift):g}"
 
 
+def owned_by_curve(name: str) -> bool:
+    """The entries of the curve directory the tables and figure step writes."""
+    return name in OUTPUT_FILES
+
+
+def is_shift_dir(name: str) -> bool:
+    """A shift level's run tree (``shift-<s>``): kept, never replaced, by the outputs."""
+    return name.startswith("shift-")
+
+
+def _check_curve_dir(out: Path, data_root: Path) -> None:
+    """Refuse an output directory the final swap would refuse, before hours of training:
+    one holding a sub-directory that is not a shift level's, or holding the data root."""
+    root, real = Path(data_root).resolve(), out.resolve()
+    if root == real or real in root.parents:
+        raise CaaError(f"{out}: the curve directory would hold the data root {data_root}; "
+                       "choose another --out or --data-root")
+    if not out.is_dir():
+        return
+    foreign = sorted(p.name for p in out.iterdir()
+                     if p.is_dir() and not p.is_symlink() and not is_shift_dir(p.name))
+    if foreign:
+        raise CaaError(f"{out}: holds director{'y' if len(foreign) == 1 else 'ies'} "
+                       f"{', '.join(foreign)} that caa shift-curve did not write; choose "
+                       "another output directory (its outputs replace the whole directory)")
+
+
 def curve_profile(name: str, shifts: Sequence[float] | None = None,
                   seeds: int | None = None) -> CurveProfile:
     """``CURVE_PROFILES[name]`` with ``shifts`` / ``seeds`` replaced when given."""
@@ -101,13 +137,10 @@ def curve_configs(prof: CurveProfile) -> list[Any]:
 def curve_dataset(data_root: str | Path, prof: CurveProfile, shift: float,
                   seed: int = 0, progress: bool = True) -> Path:
     """The simulation dataset at ``shift``, synthesised unless it already exists."""
-    from .synth import existing_matches, synthesize
+    from .synth import ensure_synthesized
 
     data = Path(data_root) / f"{prof.synth}-{shift_label(shift)}"
-    if not existing_matches(data, prof.synth, LAYOUT, seed, shift):
-        synthesize(data, profile=prof.synth, layout=LAYOUT, seed=seed, progress=progress,
-                   shift=shift)
-    return data
+    return ensure_synthesized(data, prof.synth, LAYOUT, seed, shift, progress=progress)[0]
 
 
 def seed_rows(sweep: pd.DataFrame, shift: float) -> pd.DataFrame:
@@ -144,13 +177,16 @@ def run_shift_curve(profile: str, out_dir: str | Path, data_root: str | Path, *,
                     shifts: Sequence[float] | None = None, seeds: int | None = None,
                     jobs: int = 1, progress: bool = True) -> dict[str, Path]:
     """``caa shift-curve``: every shift level's dataset and runs (what is missing), then
-    the per-seed table, the summary and the figure. Returns the written paths by name."""
+    the per-seed table, the summary and the figure, all or nothing. Returns the written
+    paths by name."""
     from .atomic import write_text
+    from .results.output import staged_output
     from .results.shift_figure import shift_curve_figure
     from .training.sweep import run_sweep
 
     prof = curve_profile(profile, shifts, seeds)
     out = Path(out_dir)
+    _check_curve_dir(out, Path(data_root))
     configs = curve_configs(prof)
     frames = []
     for shift in prof.shifts:
@@ -160,9 +196,10 @@ def run_shift_curve(profile: str, out_dir: str | Path, data_root: str | Path, *,
         frames.append(seed_rows(sweep, shift))
     per_seed = pd.concat(frames, ignore_index=True)
     summary = summarise(per_seed)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"seeds": write_text(out / SEEDS_FILE, per_seed.to_csv(index=False)),
-             "summary": write_text(out / SUMMARY_FILE, summary.to_csv(index=False))}
-    figure = shift_curve_figure(summary, out, name=FIGURE_NAME)
-    paths.update({f"figure_{k}": v for k, v in figure.items()})
-    return paths
+    with staged_output(out, owned_by_curve, reads=[data_root], shares=is_shift_dir,
+                       what="caa shift-curve") as stage:
+        paths = {"seeds": write_text(stage / SEEDS_FILE, per_seed.to_csv(index=False)),
+                 "summary": write_text(stage / SUMMARY_FILE, summary.to_csv(index=False))}
+        figure = shift_curve_figure(summary, stage, name=FIGURE_NAME)
+        paths.update({f"figure_{k}": v for k, v in figure.items()})
+    return {key: out / path.relative_to(stage) for key, path in paths.items()}

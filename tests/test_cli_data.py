@@ -84,6 +84,44 @@ def test_synth_then_skip_existing(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert "caa synth: error:" in capsys.readouterr().err
 
 
+def test_skip_existing_rewrites_stale_evidence_only(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """Masks of an older definition (or none) are rewritten; the audio is left alone and
+    the rewritten masks are the ones a fresh synthesis gives."""
+    import numpy as np
+
+    from caalib.synth.evidence import EVIDENCE_FILE, EVIDENCE_VERSION
+
+    monkeypatch.setitem(SYNTH_PROFILES, "micro", MICRO)
+    out = tmp_path / "data"
+    args = ["synth", str(out), "--profile", "micro", "--seed", "1", "--quiet", "--skip-existing"]
+    assert main(args) == 0
+    capsys.readouterr()
+    with np.load(out / EVIDENCE_FILE) as z:
+        fresh = {k: z[k] for k in z.files}
+    audio = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in (out / "audio").iterdir()}
+    # an older definition's file: version 1, masks all False
+    stale = dict(fresh, version=np.array(EVIDENCE_VERSION - 1),
+                 scene=np.zeros_like(fresh["scene"]), shared=np.zeros_like(fresh["shared"]))
+    np.savez_compressed(out / EVIDENCE_FILE, **stale)
+    for broken in ("old version", "missing"):
+        assert main(args) == 0, broken
+        said = capsys.readouterr().out
+        assert "rewrote its evidence masks" in said and "audio is unchanged" in said, broken
+        with np.load(out / EVIDENCE_FILE) as z:
+            assert int(z["version"]) == EVIDENCE_VERSION
+            for key in ("filename", "scene", "shared"):
+                np.testing.assert_array_equal(z[key], fresh[key])
+        (out / EVIDENCE_FILE).unlink()
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "nothing to do" in capsys.readouterr().out
+    assert {p.name: (p.stat().st_mtime_ns, p.read_bytes())
+            for p in (out / "audio").iterdir()} == audio
+
+
 def test_synth_rejects_unknown_profile(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import librosa
 import numpy as np
 import pytest
 import soundfile as sf
+from scipy import signal
 
 from caalib.errors import DatasetError
 from caalib.synth import SYNTH_PROFILES
+from caalib.synth.devices import FLAT_LOWPASS_HZ, PHONES, Phone, phone_gain, phone_sos
 from caalib.synth.evidence import (
     EVIDENCE_FILE,
+    EVIDENCE_VERSION,
     device_masks,
+    phone_gain_db,
     read_evidence,
     scene_masks,
 )
@@ -114,11 +119,54 @@ def test_phones_drop_the_bands_they_do_not_pass() -> None:
     assert not (device_masks("b", half, half)[0] & ~half).any()
 
 
+def _recorded_response(phone: Phone, freqs_hz: np.ndarray) -> np.ndarray:
+    """Oracle: |H| of the linear chain a phone recording goes through, straight from
+    scipy at the asked frequencies: the phone's filters, then the codec's 4th-order
+    Butterworth low-pass at 1.15 x the phone's corner (docs/simulation.md), left out at or
+    above 20 kHz, its corner on the synthesiser's 1 % grid of filter corners."""
+    sr = 44_100
+    sos = phone_sos(phone, sr)
+    corner = 1.15 * phone.lowpass_hz
+    if corner < 20_000.0:
+        corner = np.exp(np.round(np.log(corner), 2))  # the 1 % grid: e^(k / 100)
+        sos = np.concatenate([sos, signal.butter(4, corner, "lowpass", fs=sr, output="sos")])
+    _, h = signal.sosfreqz(sos, worN=np.asarray(freqs_hz, float), fs=sr)
+    return np.abs(h)
+
+
+PHONES_AT = [("b", PHONES["b"]), ("c", PHONES["c"]), ("c at 1.5", PHONES["c"].at(1.5)),
+             ("s3 at 0.95", PHONES["s3"].at(0.95)),
+             ("c without low-pass", replace(PHONES["c"], lowpass_hz=FLAT_LOWPASS_HZ))]
+
+
+@pytest.mark.parametrize(("label", "phone"), PHONES_AT, ids=[p[0] for p in PHONES_AT])
+def test_phone_gains_are_read_at_the_stft_bins_own_frequencies(label: str, phone: Phone
+                                                               ) -> None:
+    # the recipe's STFT bins: k * 44100 / 2048, k = 0..1024, the last at Nyquist
+    bins = np.arange(1025) * 44_100 / 2048
+    assert bins[-1] == 22_050.0
+    some = bins[[1, 93, 372, 1023, 1024]]  # 21.5 Hz, 2 kHz, 8 kHz, 22,028.5 Hz, 22,050 Hz
+    np.testing.assert_allclose(phone_gain(phone, some, codec=True),
+                               _recorded_response(phone, some), rtol=1e-12, atol=1e-15)
+    # each band's gain: the mean of |H|^2 over the bins, weighted by the mel filter
+    mel = librosa.filters.mel(sr=44_100, n_fft=2048, n_mels=64, fmin=20.0,
+                              fmax=22_050.0).astype(np.float64)
+    power = _recorded_response(phone, bins) ** 2
+    want = 10 * np.log10(np.maximum(mel @ power / mel.sum(axis=1), 1e-30))
+    # version 1 read the response on scipy's own 1025-point grid (up to 22,028.5 Hz) and
+    # put the codec's corner off the grid the recording uses: up to 0.9 dB off in the
+    # bands these phones roll off
+    np.testing.assert_allclose(phone_gain_db(phone), want, rtol=0, atol=1e-6)
+
+
 def test_missing_or_stale_evidence_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match=EVIDENCE_FILE):
         read_evidence(tmp_path)
-    np.savez(tmp_path / EVIDENCE_FILE, filename=np.array(["x.wav"]),
-             scene=np.zeros((1, 3, 64), bool), shared=np.zeros((1, 3, 64), bool),
-             version=np.array(0))
-    with pytest.raises(DatasetError, match="version 0"):
-        read_evidence(tmp_path)
+    assert EVIDENCE_VERSION >= 2  # version 1 read the phones' gains off the STFT's bins
+    for stale in (0, EVIDENCE_VERSION - 1):
+        np.savez(tmp_path / EVIDENCE_FILE, filename=np.array(["x.wav"]),
+                 scene=np.zeros((1, 3, 64), bool), shared=np.zeros((1, 3, 64), bool),
+                 version=np.array(stale))
+        with pytest.raises(DatasetError, match=f"version {stale}, expected "
+                                               f"{EVIDENCE_VERSION}.*skip-existing rewrites"):
+            read_evidence(tmp_path)

@@ -590,6 +590,37 @@ def test_clip_with_other_frame_count(small, tmp_path: Path) -> None:
     assert f"{n_frames(44100)} frames" in msg and f"{n_frames(int(0.2 * 44100))} frames" in msg
 
 
+def test_frame_count_of_a_dataset_is_worked_by_hand(tmp_path: Path) -> None:
+    """2 s clips, the first of device A at 48 kHz: 96000 samples resample to 88200 at
+    44.1 kHz, and (88200 - 2048) // 1376 + 1 = 63 frames (n_fft 2048, hop 1376; study
+    notes section 1). The training's estimate, the header helper and the extracted file
+    all say so."""
+    from caalib.commands.train import _n_frames
+
+    specs = _clip_specs(2.0)[:6]
+    assert (specs[0]["sr"], specs[0]["seconds"]) == (48000, 2.0)
+    root = write_dataset(tmp_path / "d", "dcase2018", specs)
+    assert _n_frames(str(root)) == 63
+    assert [cache_mod.clip_feature_frames(root / s["name"]) for s in specs] == [63] * 6
+    out = extract_features(root, tmp_path / "f.h5", workers=1, progress=False)
+    assert load_features(out).feature.shape[1] == 63
+
+
+@pytest.mark.parametrize("n, frames", [(95085, 63), (95084, 62), (2229, 1), (2228, 0)])
+def test_frame_count_rounds_the_resampled_length_up(tmp_path: Path, n: int,
+                                                    frames: int) -> None:
+    """At 48 kHz, n samples become ceil(n * 147 / 160) at 44.1 kHz. 95085 -> 87359.34 ->
+    87360 = 2048 + 62 * 1376: exactly 63 frames (rounding down would give 62); 95084 ->
+    87358.43 -> 87359: 62. 2229 -> 2047.89 -> 2048: one frame; 2228 -> 2046.98 -> 2047:
+    none. The header count agrees with the reference's resampled length."""
+    path = tmp_path / "x.wav"
+    audio = _signal(n, 48000, 1, 3) * 0.3
+    sf.write(path, audio, 48000, subtype="FLOAT")
+    assert cache_mod.clip_feature_frames(path) == frames
+    if frames:
+        assert reference_logmel(audio, 48000).shape[0] == frames
+
+
 def test_unwritable_output(small, tmp_path: Path, counted: list[int]) -> None:
     root, _ = small
     blocker = tmp_path / "a_file"

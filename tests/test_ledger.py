@@ -101,8 +101,9 @@ def test_underpowered_is_never_supported() -> None:
 @pytest.fixture(scope="module")
 def tiny_ledger(tmp_path_factory, tiny_dataset_2018, tiny_features_2018):
     results = tmp_path_factory.mktemp("ledger") / "results"
-    code = main(["claims", "--profile", "tiny", str(results), "--data",
-                 str(tiny_dataset_2018)])
+    with pytest.warns(UserWarning, match="not the `sim-tiny` simulation set"):
+        code = main(["claims", "--profile", "tiny", str(results), "--data",
+                     str(tiny_dataset_2018), "--reference", "tiny-ref"])
     assert code == 0
     return results, pd.read_csv(results / "claims" / LEDGER_FILES[0])
 
@@ -235,3 +236,147 @@ def test_ledger_says_which_models_its_verdicts_are_about() -> None:
     assert "not the published ones" in demo
     gpu = profile_scope("gpu")
     assert "paper-size" in gpu and "1,500 iterations" in gpu and "not the published" not in gpu
+
+
+# ---------------------------------------------------------------- reference bundles
+
+
+def _git_head() -> str | None:
+    import subprocess
+
+    done = subprocess.run(["git", "-C", str(Path(__file__).resolve().parents[1]), "rev-parse",
+                           "HEAD"], capture_output=True, text=True, check=False)
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def test_reference_bundle_holds_runs_digests_and_provenance(tiny_ledger) -> None:
+    import hashlib
+    import json
+
+    import torch
+
+    results, ledger = tiny_ledger
+    bundle = results / "reference" / "tiny-ref"
+    assert sorted(p.name for p in bundle.iterdir()) == sorted(
+        ["ledger.csv", "ledger.md", "runs.csv", "arms.csv", "provenance.json"])
+    assert (bundle / "ledger.csv").read_text() == (results / "claims" / "ledger.csv").read_text()
+    runs = pd.read_csv(bundle / "runs.csv")
+    run_dirs = sorted((simulation_dir(results, "tiny") / "runs").iterdir())
+    assert list(runs["name"]) == [d.name for d in run_dirs] and len(runs) == 12
+    for row, run in zip(runs.itertuples(), run_dirs, strict=True):
+        raw = (run / "predictions.csv").read_bytes()
+        assert row.file_sha256 == hashlib.sha256(raw).hexdigest()
+        pred = pd.read_csv(run / "predictions.csv", dtype=str).sort_values("filename")
+        text = "".join(f"{f},{p}\n" for f, p in zip(pred["filename"], pred["predicted"],
+                                                    strict=True))
+        assert row.labels_sha256 == hashlib.sha256(text.encode()).hexdigest()
+        devices = [row.train_source] if row.strategy == "single" else ["a", "b", "c"]
+        for d, acc in _acc(run, devices).items():
+            assert getattr(row, f"acc_{d}") == pytest.approx(acc, abs=1e-12)
+    # arms.csv: one arm worked from the two seeds' predictions
+    arms = pd.read_csv(bundle / "arms.csv")
+    mt = arms[(arms["strategy"] == "multi_task")].iloc[0]
+    names = [f"dcase2018-atrous-att-multi_task-L4-tiny-s{s}" for s in (0, 1)]
+    b = [100 * _acc(simulation_dir(results, "tiny") / "runs" / n, ["b"])["b"] for n in names]
+    assert mt["n_seeds"] == 2 and mt["mean_b"] == pytest.approx(sum(b) / 2, abs=1e-3)
+    assert mt["sd_b"] == pytest.approx(abs(b[0] - b[1]) / math.sqrt(2), abs=1e-3)
+    prov = json.loads((bundle / "provenance.json").read_text())
+    assert prov["commit"] == _git_head()
+    assert prov["command"].startswith("caa claims --profile tiny ")
+    assert prov["command"].endswith("--reference tiny-ref")
+    assert prov["profile"] == "tiny" and prov["runs"] == 12
+    assert prov["machine"]["torch"] == torch.__version__
+    assert prov["wall_time_s"] > 0 and prov["runs_training_time_s"] > 0
+    assert prov["ledger_profile"]["seeds"] == LEDGER_PROFILES["tiny"].seeds
+    from caalib.reference import references
+
+    (ref,) = references(results)
+    label = ref.label()
+    assert ref.name == "tiny-ref" and f"torch {torch.__version__}" in label
+    assert (prov["commit"] or "unknown")[:10] in label and "12 runs" in label
+
+
+def test_reference_check_passes_on_its_own_runs(tiny_ledger, capsys) -> None:
+    results, _ = tiny_ledger
+    bundle = results / "reference" / "tiny-ref"
+    assert main(["claims", str(results), "--check-reference", str(bundle)]) == 0
+    out = capsys.readouterr().out
+    assert "12 run(s): 12 identical" in out and out.rstrip().endswith("REPRODUCED")
+
+
+def test_reference_check_names_what_differs(tiny_ledger, tmp_path) -> None:
+    import shutil
+
+    from caalib.reference import check_reference, read_reference
+
+    results, _ = tiny_ledger
+    bundle = tmp_path / "ref"
+    shutil.copytree(results / "reference" / "tiny-ref", bundle)
+    runs = pd.read_csv(bundle / "runs.csv", dtype=str, keep_default_na=False)
+    runs.loc[0, "file_sha256"] = "0" * 64  # scores differ, labels the same
+    runs.loc[1, "file_sha256"] = "0" * 64
+    runs.loc[1, "acc_a"] = "0.123"  # a different accuracy
+    runs.loc[2, "name"] = "dcase2018-atrous-att-joint-tiny-s9"  # a run the rerun lacks
+    runs.to_csv(bundle / "runs.csv", index=False)
+    here = dict(read_reference(bundle).provenance["machine"], device_name="Other GPU")
+    check = check_reference(bundle, results, here=here)
+    status = check.status.set_index("name")["status"]
+    assert status.iloc[0] == "same labels" and status.iloc[1] == "differs"
+    assert status.loc["dcase2018-atrous-att-joint-tiny-s9"] == "missing"
+    assert (status.iloc[3:] == "identical").all() and not check.reproduced
+    text = check.text()
+    assert "acc_a '0.123'" in text or "acc_a 0.123" in text
+    assert "device_name" in text and "Other GPU" in text
+    assert text.endswith("NOT REPRODUCED")
+    assert main(["claims", str(results), "--check-reference", str(bundle)]) == 1
+
+
+def test_reference_name_refused_before_training(tmp_path, capsys) -> None:
+    results = tmp_path / "results"
+    assert main(["claims", "--profile", "tiny", str(results), "--reference", "../up"]) == 1
+    assert "reference name '../up'" in capsys.readouterr().err
+    assert not results.exists()
+
+
+def test_reference_bundle_missing_file_is_named(tmp_path) -> None:
+    from caalib.reference import ReferenceError, read_reference
+
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "ledger.csv").write_text("claim\n")
+    with pytest.raises(ReferenceError, match=r"b/runs.csv: missing"):
+        read_reference(tmp_path / "b")
+
+
+def test_claims_dry_run_lists_and_trains_nothing(tiny_ledger, tmp_path, capsys) -> None:
+    results, _ = tiny_ledger
+    assert main(["claims", "--profile", "tiny", str(results), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("done     dcase2018-") == 12 and "12 simulation runs" in out
+    assert "0 run(s)" in out  # nothing pending: a zero floor
+    fresh = tmp_path / "fresh"
+    assert main(["claims", "--profile", "tiny", str(fresh), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "12 run(s):" in out and "done " not in out
+    assert not fresh.exists()
+
+
+def test_claims_jobs_auto_on_cpu(tiny_ledger, tiny_dataset_2018, capsys) -> None:
+    results, _ = tiny_ledger
+    with pytest.warns(UserWarning, match="not the `sim-tiny` simulation set"):
+        assert main(["claims", "--profile", "tiny", str(results), "--jobs", "auto", "--data",
+                     str(tiny_dataset_2018)]) == 0
+    assert "--jobs auto: 1 (nothing to train)" in capsys.readouterr().out
+
+
+def test_default_simulation_data_must_be_the_profiles(tmp_path) -> None:
+    from caalib.ledger import ensure_data
+
+    other = tmp_path / "data"
+    other.mkdir()
+    (other / "meta.csv").write_text("filename\tscene_label\n")
+    with pytest.raises(LedgerError, match=r"data: not empty; it holds no synth.json .* not the "
+                       r"`sim-tiny` simulation set"):
+        ensure_data(LEDGER_PROFILES["tiny"], other, progress=False)
+    with pytest.warns(UserWarning, match="verdicts are about this data"):
+        assert ensure_data(LEDGER_PROFILES["tiny"], other, progress=False,
+                           explicit=True) == other

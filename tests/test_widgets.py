@@ -194,6 +194,18 @@ def test_mask_on_grid_by_hand() -> None:
         widgets.mask_on_grid(mask, (6, 2))
 
 
+def test_mask_on_grid_outlines_the_cells_the_measures_spread_a_map_over() -> None:
+    """The browser and the faithfulness measures share one bin -> cell rule: a cell
+    pattern spread onto the input (``to_grid``) and outlined again is the pattern."""
+    from caalib.explain.measures import to_grid
+
+    # 7 frames on 3 cells: 3, 2, 2 frames; 5 bins on 2 cells: 3, 2 bins (uneven on purpose)
+    cells = np.array([[True, False], [False, True], [True, True]])
+    on_input = to_grid(cells.astype(float), (7, 5)) > 0
+    assert on_input.sum() == 3 * 3 + 2 * 2 + 2 * 5  # the cells' bins, counted by hand
+    np.testing.assert_array_equal(widgets.mask_on_grid(on_input, (3, 2)), cells)
+
+
 def test_mask_segments_outline_the_block_in_data_coordinates() -> None:
     grid = np.zeros((4, 8), bool)  # (rows = mel bins, columns = frames), as drawn
     grid[1:3, 2:5] = True

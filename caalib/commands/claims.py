@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import shlex
 import sys
+import time
 from pathlib import Path
 
 #: Exit status of ``caa claims`` with neither ``--paper-only`` nor ``--profile``.
@@ -40,7 +42,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", type=Path, default=None,
                    help="the simulation's dataset (default RESULTS_DIR/simulation/PROFILE/"
                    "data, synthesised when missing)")
-    p.add_argument("--jobs", type=int, default=1, help="simulation runs trained at once")
+    p.add_argument("--jobs", type=_jobs, default=1,
+                   help="simulation runs trained at once, or auto (on a GPU: from each "
+                   "model's measured memory and share of the matmul rate; on a CPU: the "
+                   "usable cores)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="list the simulation's runs and their status and the time the "
+                   "pending ones need at least (FLOPs at the measured matmul rate); train "
+                   "and write nothing")
+    p.add_argument("--reference", metavar="NAME", default=None,
+                   help="also write the reference bundle RESULTS_DIR/reference/NAME: the "
+                   "ledger, the simulation's runs (accuracies, prediction digests), per-arm "
+                   "accuracies, the shift curve of the profile when drawn, and "
+                   "provenance.json (commit, command, machine, versions, wall time)")
+    p.add_argument("--check-reference", metavar="BUNDLE", type=Path, default=None,
+                   help="compare the simulation runs of RESULTS_DIR (a rerun of the "
+                   "bundle's command) with the reference bundle BUNDLE run by run; exit 1 "
+                   "unless every run has the bundle's accuracies and predicted labels")
     p.add_argument("--out", type=Path, default=None, help="default: RESULTS_DIR/claims")
     p.add_argument("--claims", type=Path, default=None,
                    help="claims file (default: results/paper/claims.csv of the study)")
@@ -60,26 +78,86 @@ def _paper_only(args: argparse.Namespace, out: Path) -> int:
     return 0
 
 
+def _jobs(text: str) -> int | str:
+    from .train import _jobs as sweep_jobs
+
+    return sweep_jobs(text)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from ..reference import check_reference
+
+    result = check_reference(args.check_reference, args.results_dir)
+    print(result.text())
+    return 0 if result.reproduced else 1
+
+
+def _dry_run(args: argparse.Namespace) -> int:
+    """The simulation's plan: runs, status, and the FLOP floor of what is pending."""
+    from ..features.recipe import SAMPLE_RATE, n_frames
+    from ..ledger import LEDGER_PROFILES, planned_configs, simulation_dir
+    from ..synth.profiles import SYNTH_PROFILES, profile_counts
+    from ..training.estimate import floor
+    from ..training.sweep import plan_frame
+
+    configs = planned_configs(args.profile, args.claims)
+    sim = simulation_dir(args.results_dir, args.profile)
+    plan = plan_frame(configs, sim)
+    for row in plan.itertuples():
+        print(f"{row.status:8s} {row.run_name}")
+    counts = plan["status"].value_counts().to_dict()
+    print(f"[claims] {len(plan)} simulation runs under {sim / 'runs'}: "
+          + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    synth = SYNTH_PROFILES[LEDGER_PROFILES[args.profile].synth]
+    sizes = profile_counts(synth, "dcase2018")
+    n_eval = sizes["evaluate_a"] + 2 * sizes["evaluate_bc"]
+    frames = max(1, n_frames(round(synth.clip_seconds * SAMPLE_RATE)))
+    todo = set(plan.loc[plan["status"] != "done", "run_name"])
+    pending = [c for c in configs if c.run_name in todo]
+    print(f"[claims] to train: {floor(pending, n_eval, n_frames=frames).text()} (the floor; "
+          f"the `{synth.name}` set: {n_eval} evaluate clips of {frames} frames)")
+    return 0
+
+
 def _claims(args: argparse.Namespace) -> int:
     out = args.out or args.results_dir / "claims"
     if args.paper_only and args.profile:
         print("caa claims: --paper-only and --profile exclude each other", file=sys.stderr)
         return NOT_BUILT
+    if args.check_reference is not None:
+        if args.paper_only or args.profile or args.reference or args.dry_run:
+            print("caa claims: --check-reference reads the profile from the bundle; it takes "
+                  "no --profile, --paper-only, --reference or --dry-run", file=sys.stderr)
+            return NOT_BUILT
+        return _check(args)
     if args.paper_only:
+        if args.reference or args.dry_run:
+            print("caa claims: --reference and --dry-run need --profile", file=sys.stderr)
+            return NOT_BUILT
         return _paper_only(args, out)
     if not args.profile:
         print("caa claims: choose --profile tiny|demo|gpu (the whole ledger: trains the "
               "simulation's missing runs) or --paper-only (the paper's own numbers only)",
               file=sys.stderr)
         return NOT_BUILT
-    if args.jobs < 1:
-        print(f"caa claims: --jobs must be at least 1, got {args.jobs}", file=sys.stderr)
-        return NOT_BUILT
-    from ..ledger import profile_scope, write_ledger
+    from ..ledger import LEDGER_PROFILES, LedgerError, profile_scope, write_ledger
 
+    if args.profile not in LEDGER_PROFILES:
+        raise LedgerError(f"--profile: {args.profile!r} is not one of "
+                          f"{', '.join(LEDGER_PROFILES)}")
+    if args.dry_run:
+        return _dry_run(args)
+    if args.reference is not None:
+        from ..reference import check_name
+
+        check_name(args.reference)  # before hours of training, not after
+    if args.jobs == "auto":
+        args.jobs = _auto_jobs(args)
+    start = time.perf_counter()
     written, ledger = write_ledger(args.results_dir, args.profile, out_dir=out,
                                    data_dir=args.data, jobs=args.jobs,
                                    claims_path=args.claims)
+    wall = time.perf_counter() - start
     width = max(len(c) for c in ledger["claim"])
     print(f"{'claim':<{width}}  {'paper':<12}  {'estimate [95% CI]':<22}  {'MDE':>5}  "
           f"seeds  simulation")
@@ -91,4 +169,25 @@ def _claims(args: argparse.Namespace) -> int:
               f"{r.n_seeds:>5}  {r.verdict}")
     print(profile_scope(args.profile))
     print(f"wrote {len(written)} files to {out}")
+    if args.reference is not None:
+        from ..reference import write_reference
+
+        bundle = write_reference(args.results_dir, args.profile, args.reference,
+                                 ledger=ledger, command=shlex.join(["caa", *args.argv]),
+                                 wall_time_s=wall, data_dir=args.data)
+        print(f"wrote the reference bundle {bundle} (check a rerun with caa claims "
+              f"--check-reference {bundle} RERUN_RESULTS_DIR)")
     return 0
+
+
+def _auto_jobs(args: argparse.Namespace) -> int:
+    from ..ledger import planned_configs, simulation_dir
+    from ..training.sweep import plan_frame
+    from ..training.throughput import auto_jobs
+
+    configs = planned_configs(args.profile, args.claims)
+    plan = plan_frame(configs, simulation_dir(args.results_dir, args.profile))
+    todo = set(plan.loc[plan["status"] != "done", "run_name"])
+    jobs, why = auto_jobs([c for c in configs if c.run_name in todo])
+    print(f"[claims] --jobs auto: {jobs} ({why})")
+    return jobs

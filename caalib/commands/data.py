@@ -54,7 +54,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _synth(args: argparse.Namespace) -> int:
     from ..datasets import read_dataset, summarize
     from ..errors import ConfigError
-    from ..synth import SYNTH_PROFILES, existing_matches, synthesize
+    from ..synth import SYNTH_PROFILES, ensure_synthesized, synthesize
+    from ..synth.evidence import EVIDENCE_VERSION
 
     if args.profile not in SYNTH_PROFILES:
         raise ConfigError(
@@ -67,38 +68,26 @@ def _synth(args: argparse.Namespace) -> int:
         raise ConfigError(f"--shift must be a finite number >= 0, got {args.shift}")
     settings = (f"profile {args.profile}, layout {args.layout}, seed {args.seed}, "
                 f"shift {shift:g}")
-    if args.skip_existing and existing_matches(args.out_dir, args.profile, args.layout,
-                                               args.seed, shift):
-        print(f"{args.out_dir}: already holds the synthetic dataset ({settings}); "
-              "nothing to do")
-        return 0
-    if args.skip_existing:
-        _explain_mismatch(args.out_dir, settings)
     start = time.perf_counter()
-    out = synthesize(args.out_dir, profile=args.profile, layout=args.layout, seed=args.seed,
-                     progress=not args.quiet, workers=args.workers, shift=shift)
+    if args.skip_existing:
+        out, action = ensure_synthesized(args.out_dir, args.profile, args.layout, args.seed,
+                                         shift, progress=not args.quiet, workers=args.workers)
+        if action == "reused":
+            print(f"{args.out_dir}: already holds the synthetic dataset ({settings}); "
+                  "nothing to do")
+            return 0
+        if action == "refreshed":
+            print(f"{out}: rewrote its evidence masks (evidence.npz, version "
+                  f"{EVIDENCE_VERSION}: they were missing or of an older definition; the "
+                  f"audio is unchanged) in {time.perf_counter() - start:.1f} s")
+            return 0
+    else:
+        out = synthesize(args.out_dir, profile=args.profile, layout=args.layout,
+                         seed=args.seed, progress=not args.quiet, workers=args.workers,
+                         shift=shift)
     df = read_dataset(out)
     print(f"{out}: {summarize(df)} ({settings}) in {time.perf_counter() - start:.1f} s")
     return 0
-
-
-def _explain_mismatch(out_dir: Path, settings: str) -> None:
-    """Say why --skip-existing cannot reuse ``out_dir`` instead of a bare 'not empty'."""
-    import json
-
-    from ..errors import DatasetError
-    from ..synth import SETTINGS_FILE
-
-    try:
-        old = json.loads((out_dir / SETTINGS_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return
-    raise DatasetError(
-        f"{out_dir}: not empty; it holds a dataset synthesised with profile "
-        f"{old.get('profile')}, layout {old.get('layout')}, seed {old.get('seed')}, "
-        f"shift {old.get('shift', 1.0)} "
-        f"(generator version {old.get('version')}) or an incomplete one, not {settings}; "
-        "remove it or choose another directory")
 
 
 def _check(args: argparse.Namespace) -> int:

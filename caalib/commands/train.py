@@ -215,14 +215,11 @@ def _jobs(text: str) -> int | str:
 
 def _n_frames(data_dir: str) -> int:
     """Frames of the dataset's clips (320 for 10 s), from its first clip's length."""
-    import soundfile as sf
-
     from ..datasets import read_dataset
-    from ..features.recipe import SAMPLE_RATE, n_frames
+    from ..features.cache import clip_feature_frames
 
     df = read_dataset(data_dir)
-    info = sf.info(str(Path(data_dir) / df["filename"].iloc[0]))
-    return max(1, n_frames(-(-info.frames * SAMPLE_RATE // info.samplerate)))
+    return max(1, clip_feature_frames(Path(data_dir) / df["filename"].iloc[0]))
 
 
 def _sweep(args: argparse.Namespace) -> int:

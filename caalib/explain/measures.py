@@ -1,6 +1,7 @@
 """Faithfulness measures of one explanation map, each with its chance level.
 
-Pure numpy on (T, F) arrays, so they are tested on crafted maps with known answers
+Pure numpy on (T, F) arrays (the map-to-input cell rule is ``caalib.results.grid``'s,
+shared with the heat-map browser), so they are tested on crafted maps with known answers
 (tests/test_explain.py) before they meet a model. Definitions: docs/explanations.md.
 """
 
@@ -10,18 +11,21 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ..results.grid import bin_cells
+
 #: Score of a batch of perturbed inputs (n, T, F) -> (n,) true-class probabilities.
 ScoreFn = Callable[[np.ndarray], np.ndarray]
 
 
 def to_grid(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """A (T', F') map on the (T, F) input grid: each input bin takes the value of the map
-    cell it falls in (the cells of a pooled map cover equal runs of bins)."""
+    cell it falls in (``caalib.results.grid.bin_cells``, the rule the browser outlines
+    cells by; a ValueError for a map finer than the input)."""
     values = np.asarray(values, dtype=np.float64)
-    t, f = shape
-    rows = (np.arange(t) * values.shape[0]) // t
-    cols = (np.arange(f) * values.shape[1]) // f
-    return values[np.ix_(rows, cols)]
+    if values.ndim != 2:
+        raise ValueError(f"a map must be 2-D (T', F'), got shape {values.shape}")
+    (t, f), (tc, fc) = shape, values.shape
+    return values[np.ix_(bin_cells(t, tc), bin_cells(f, fc))]
 
 
 def as_mass(values: np.ndarray) -> np.ndarray:

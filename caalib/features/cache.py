@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 import sys
 import time
@@ -315,19 +314,32 @@ def verify_features(path: str | os.PathLike[str],
 # -------------------------------------------------------------------------------- extraction
 
 
+def clip_feature_frames(path: str | os.PathLike[str]) -> int:
+    """Feature frames the recipe gives for the clip at ``path``, from its header alone.
+
+    The one place this is worked out (the extraction's error messages and the training's
+    cost estimates both use it), so that a clip's length is never turned into frames two
+    ways: its sample count resampled to 44.1 kHz, ceil(n * 44100 / sr) as the resampler
+    pads or trims to (in integers, so no rounding), then the recipe's
+    :func:`~caalib.features.recipe.n_frames` (0 when shorter than one frame). Decodes
+    nothing; soundfile's error for an unreadable header propagates.
+    """
+    import soundfile as sf
+
+    info = sf.info(str(path))
+    return n_frames(-(-info.frames * SAMPLE_RATE // info.samplerate))
+
+
 def _raise_odd_length(data_dir: Path, names: Sequence[str],
                       jobs: Sequence[tuple[Path, str]]) -> None:
     """Name the clip whose length differs from most clips' (headers only, error path).
 
     Without this, an odd *first* clip would make the error blame the next, sound one.
     """
-    import soundfile as sf
-
     frames: list[int | None] = []
     for name in names:
         try:
-            info = sf.info(str(data_dir / name))
-            frames.append(n_frames(math.ceil(info.frames * SAMPLE_RATE / info.samplerate)))
+            frames.append(clip_feature_frames(data_dir / name))
         except Exception:  # unreadable headers are reported by read_clip in order
             frames.append(None)
     counts = Counter(f for f in frames if f is not None)

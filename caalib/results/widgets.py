@@ -37,6 +37,7 @@ from ..rundir import (
     runs_root,
     scan_runs,
 )
+from .grid import bin_cells
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -210,16 +211,16 @@ def mask_on_grid(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """A (T, F) input-grid mask on a (T', F') map grid: a cell is in the mask when at
     least :data:`CELL_SHARE` of the input bins it covers are.
 
-    Input bin ``i`` belongs to cell ``i * T' // T`` (and so on for frequency), the rule
-    ``caalib.explain.measures.to_grid`` spreads a map over the input with, so the outline
-    shows the cells the faithfulness measures count as evidence. On a grid of the input's
-    own size this is the mask itself.
+    Input bin ``i`` belongs to cell ``i * T' // T`` (and so on for frequency):
+    :func:`caalib.results.grid.bin_cells`, the rule ``caalib.explain.measures.to_grid``
+    spreads a map over the input with, so the outline shows the cells the faithfulness
+    measures count as evidence. On a grid of the input's own size this is the mask itself.
     """
     mask = np.asarray(mask, dtype=bool)
     (t, f), (tc, fc) = mask.shape, shape
     if not (0 < tc <= t and 0 < fc <= f):
         raise ValueError(f"a {t} x {f} mask cannot be drawn on a {tc} x {fc} grid")
-    rows, cols = np.arange(t) * tc // t, np.arange(f) * fc // f
+    rows, cols = bin_cells(t, tc), bin_cells(f, fc)
     inside = np.zeros((tc, fc))
     np.add.at(inside, (rows[:, None], cols[None, :]), mask)
     covered = np.outer(np.bincount(rows, minlength=tc), np.bincount(cols, minlength=fc))

@@ -24,12 +24,20 @@ from ..atomic import atomic_dir, write_json
 from ..constants import ALL_DEVICES, DATASETS, SCENES
 from ..errors import ConfigError, DatasetError
 from .devices import record
-from .evidence import EVIDENCE_FILE, device_masks, scene_masks, write_evidence
+from .evidence import (
+    EVIDENCE_FILE,
+    EVIDENCE_VERSION,
+    device_masks,
+    evidence_version,
+    scene_masks,
+    write_evidence,
+)
 from .layout import CITIES, NO_SPLIT_CITY, Clip, plan_clips, write_metadata
 from .profiles import SYNTH_PROFILES, SynthProfile, profile_counts
 from .scenes import draw_location, render_scene_parts
 
-__all__ = ["SYNTH_PROFILES", "SynthProfile", "synthesize", "existing_matches", "SYNTH_VERSION"]
+__all__ = ["SYNTH_PROFILES", "SYNTH_VERSION", "SynthProfile", "ensure_synthesized",
+           "existing_matches", "refresh_evidence", "synthesize"]
 
 #: Bumped whenever the generator's output changes, so --skip-existing regenerates.
 SYNTH_VERSION = 1
@@ -92,13 +100,83 @@ def existing_matches(out_dir: str | os.PathLike[str], profile: str = "tiny",
         df = read_dataset(out)
     except DatasetError:
         return False
-    # a dataset made before the evidence masks existed is made again to gain them
-    return len(df) == recorded.get("clips") and (out / EVIDENCE_FILE).is_file()
+    # a dataset whose evidence masks are missing or of an older definition is not this
+    # dataset yet (ensure_synthesized rewrites them; the audio is unchanged)
+    return len(df) == recorded.get("clips") and evidence_version(out) == EVIDENCE_VERSION
+
+
+def _audio_matches(out: Path, profile: str, layout: str, seed: int,
+                   shift: float | None) -> bool:
+    """The audio and tables are this dataset's, whatever its evidence masks are."""
+    try:
+        recorded = json.loads((out / SETTINGS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    prof = SYNTH_PROFILES.get(profile)
+    if not isinstance(recorded, dict) or prof is None:
+        return False
+    recorded.setdefault("shift", 1.0)
+    want = _settings(profile, layout, seed, _shift(prof, shift))
+    if any(recorded.get(k) != v for k, v in want.items()):
+        return False
+    from ..datasets import read_dataset
+
+    try:
+        return len(read_dataset(out)) == recorded.get("clips")
+    except DatasetError:
+        return False
+
+
+def ensure_synthesized(out_dir: str | os.PathLike[str], profile: str = "tiny",
+                       layout: str = "dcase2018", seed: int = 0, shift: float | None = None,
+                       progress: bool = True, workers: int | None = None
+                       ) -> tuple[Path, str]:
+    """``out_dir`` holding this dataset, and what it took: ``reused``, ``refreshed`` (only
+    the evidence masks rewritten: missing, or made by an older definition; the audio is
+    the same by construction) or ``synthesised``. Another dataset there is a
+    DatasetError saying what it holds."""
+    out = Path(out_dir)
+    if existing_matches(out, profile, layout, seed, shift):
+        return out, "reused"
+    if _audio_matches(out, profile, layout, seed, shift):
+        refresh_evidence(out, profile, layout, seed, shift, progress, workers)
+        return out, "refreshed"
+    if out.is_dir() and any(out.iterdir()):
+        try:
+            old = json.loads((out / SETTINGS_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            old = None
+        held = "no synth.json (not a synthetic dataset, or an incomplete one)" \
+            if not isinstance(old, dict) else (
+                f"a dataset synthesised with profile {old.get('profile')}, layout "
+                f"{old.get('layout')}, seed {old.get('seed')}, shift {old.get('shift', 1.0)} "
+                f"(generator version {old.get('version')}), or an incomplete one")
+        want = _shift(_validate(profile, layout, seed), shift)
+        raise DatasetError(f"{out}: not empty; it holds {held}, not profile {profile}, layout "
+                           f"{layout}, seed {seed}, shift {want:g}; remove it or choose "
+                           "another directory")
+    return synthesize(out, profile=profile, layout=layout, seed=seed, progress=progress,
+                      workers=workers, shift=shift), "synthesised"
 
 
 def _group_seed(seed: int, clip: Clip, *tag: int) -> np.random.Generator:
     key = [seed, *tag, SCENES.index(clip.scene), _ALL_CITIES.index(clip.city), clip.location]
     return np.random.default_rng(key)
+
+
+def _scene_of(group: list[Clip], seed: int, seconds: float) -> tuple[np.ndarray, np.ndarray]:
+    """The scene signal of a group (what every device records) and its scene-specific part."""
+    a = group[0]
+    traits = draw_location(a.scene, _group_seed(seed, a, 1))
+    rng = _group_seed(seed, a, 2, a.segment)
+    return render_scene_parts(a.scene, traits, rng, int(round(seconds * 48_000)), 48_000)
+
+
+def _group_masks(group: list[Clip], seed: int, seconds: float, shift: float = 1.0
+                 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each clip's evidence masks by filename, without recording anything."""
+    scene_mask, shared_mask = scene_masks(*_scene_of(group, seed, seconds))
+    return {c.filename: device_masks(c.device, scene_mask, shared_mask, shift) for c in group}
 
 
 def _render_group(root: str, group: list[Clip], seed: int, seconds: float,
@@ -108,10 +186,7 @@ def _render_group(root: str, group: list[Clip], seed: int, seconds: float,
     """Render one scene segment and write every device's recording of it; returns each
     clip's evidence masks (``evidence.device_masks``) by filename."""
     a = group[0]
-    traits = draw_location(a.scene, _group_seed(seed, a, 1))
-    rng = _group_seed(seed, a, 2, a.segment)
-    n = int(round(seconds * 48_000))
-    x, part = render_scene_parts(a.scene, traits, rng, n, 48_000)
+    x, part = _scene_of(group, seed, seconds)
     scene_mask, shared_mask = scene_masks(x, part)
     for clip in group:
         dev_rng = np.random.default_rng([seed, 3, a.segment, _ALL_CITIES.index(a.city),
@@ -131,6 +206,34 @@ def _groups(clips: list[Clip]) -> list[list[Clip]]:
     for c in clips:
         by_key.setdefault((c.scene, c.city, c.location, c.segment), []).append(c)
     return [sorted(g, key=lambda c: c.device) for g in by_key.values()]
+
+
+def refresh_evidence(out_dir: str | os.PathLike[str], profile: str, layout: str = "dcase2018",
+                     seed: int = 0, shift: float | None = None, progress: bool = True,
+                     workers: int | None = None) -> Path:
+    """Rewrite ``evidence.npz`` of a dataset synthesised with these settings (masks of the
+    current definition, ``EVIDENCE_VERSION``): the scene signals are rendered again from
+    the seed, nothing is recorded, and the audio stays as it is."""
+    prof = _validate(profile, layout, seed)
+    prof = replace(prof, shift=_shift(prof, shift))
+    groups = _groups(plan_clips(prof, layout, int(seed)))
+    n_workers = min(prof.workers if workers is None else max(1, int(workers)),
+                    os.cpu_count() or 1)
+    masks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    with tqdm(total=sum(len(g) for g in groups), desc=f"evidence {prof.name}/{layout}",
+              unit="clip", disable=not progress) as bar:
+        if n_workers <= 1:
+            for g in groups:
+                masks.update(_group_masks(g, int(seed), prof.clip_seconds, prof.shift))
+                bar.update(len(g))
+        else:
+            with ProcessPoolExecutor(max_workers=n_workers) as pool:
+                futures = [pool.submit(_group_masks, g, int(seed), prof.clip_seconds,
+                                       prof.shift) for g in groups]
+                for g, fut in zip(groups, futures, strict=True):
+                    masks.update(fut.result())
+                    bar.update(len(g))
+    return write_evidence(Path(out_dir) / EVIDENCE_FILE, masks)
 
 
 def synthesize(out_dir: str | os.PathLike[str], profile: str | SynthProfile = "tiny",

@@ -114,10 +114,26 @@ def phone_sos(phone: Phone, sr: int) -> np.ndarray:
     return np.concatenate(stages)
 
 
-def phone_gain(phone: Phone, freqs_hz: np.ndarray, sr: int = PHONE_RATE) -> np.ndarray:
+def codec_sos(phone: Phone, sr: int) -> np.ndarray | None:
+    """The codec's low-pass :func:`device_phone` applies after the limiter (order 4,
+    corner 15 % above the phone's), as SOS; None where that corner would sit at or above
+    ``FLAT_LOWPASS_HZ`` (the phone passes the whole band, and so does its codec)."""
+    corner = 1.15 * phone.lowpass_hz
+    if corner >= FLAT_LOWPASS_HZ:
+        return None
+    return S._sos("lowpass", corner, sr, order=4)
+
+
+def phone_gain(phone: Phone, freqs_hz: np.ndarray, sr: int = PHONE_RATE, *,
+               codec: bool = False) -> np.ndarray:
     """|H(f)| of :func:`phone_sos` at ``freqs_hz``: the device's impulse response seen
-    through the magnitude spectrum (what a log-mel frame of its recording is multiplied by)."""
-    _, h = signal.sosfreqz(phone_sos(phone, sr), worN=np.asarray(freqs_hz, float), fs=sr)
+    through the magnitude spectrum (what a log-mel frame of its recording is multiplied by).
+    ``codec`` adds :func:`codec_sos`: the whole linear chain a recording goes through."""
+    sos = phone_sos(phone, sr)
+    lowpass = codec_sos(phone, sr) if codec else None
+    if lowpass is not None:
+        sos = np.concatenate([sos, lowpass])
+    _, h = signal.sosfreqz(sos, worN=np.asarray(freqs_hz, float), fs=sr)
     return np.abs(h)
 
 
@@ -190,8 +206,9 @@ def device_phone(x48: np.ndarray, rng: Rng, phone: Phone, shift: float = 1.0) ->
         y = np.tanh(phone.drive * y) / phone.drive
     y = np.clip(y, -phone.clip_at, phone.clip_at)
     # the codec band-limits again after the limiter, as phone recordings are
-    if 1.15 * phone.lowpass_hz < FLAT_LOWPASS_HZ:
-        y = S.filt(y, "lowpass", 1.15 * phone.lowpass_hz, sr, order=4)
+    lowpass = codec_sos(phone, sr)
+    if lowpass is not None:
+        y = signal.sosfilt(lowpass.copy(), y)
     return y[:, None]
 
 

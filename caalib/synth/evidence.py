@@ -17,13 +17,15 @@ import numpy as np
 from scipy import signal
 
 from ..atomic import atomic_path
+from ..constants import FEATURE_SAMPLE_RATE
 from ..errors import DatasetError
-from .devices import FLAT_LOWPASS_HZ, PHONE_RATE, PHONES, SCENE_RATE, Phone, phone_sos
+from .devices import PHONE_RATE, PHONES, SCENE_RATE, Phone, phone_gain
 
 #: The file ``caa synth`` writes beside ``meta.csv``.
 EVIDENCE_FILE = "evidence.npz"
-#: Bumped when the mask definition changes.
-EVIDENCE_VERSION = 1
+#: Bumped when the mask definition changes (2: phones' gains read at the STFT bins' own
+#: frequencies, through the codec low-pass exactly as recorded).
+EVIDENCE_VERSION = 2
 #: Bins quieter than this far below the clip's loudest bin hold no evidence of anything.
 FLOOR_DB = 60.0
 #: A phone passes a mel bin when its mean power gain there is at least this.
@@ -71,17 +73,14 @@ def scene_masks(x48: np.ndarray, part48: np.ndarray) -> tuple[np.ndarray, np.nda
 def phone_gain_db(phone: Phone) -> np.ndarray:
     """(64,) mean power gain (dB) of a phone's linear response over each mel band.
 
-    The chain ``devices.device_phone`` applies (``devices.phone_sos``, then the codec's
-    low-pass), its squared magnitude averaged with each mel filter's weights.
+    The chain ``devices.device_phone`` applies (``devices.phone_gain`` with the codec's
+    low-pass), its squared magnitude at the STFT bins' own frequencies (``k * 44100 /
+    n_fft``, k = 0 .. n_fft / 2, the last at Nyquist: where the mel filters' weights sit)
+    averaged with each mel filter's weights.
     """
     n_fft, _, _, mel, _ = _grid()
-    sr = PHONE_RATE
-    sos = phone_sos(phone, sr)
-    if 1.15 * phone.lowpass_hz < FLAT_LOWPASS_HZ:
-        sos = np.concatenate([sos, signal.butter(4, 1.15 * phone.lowpass_hz, "lowpass",
-                                                 fs=sr, output="sos")])
-    _, h = signal.sosfreqz(sos, worN=n_fft // 2 + 1, fs=sr)
-    power = np.abs(h) ** 2
+    freqs = np.fft.rfftfreq(n_fft, d=1.0 / FEATURE_SAMPLE_RATE)
+    power = phone_gain(phone, freqs, PHONE_RATE, codec=True) ** 2
     gain = (mel @ power) / np.maximum(mel.sum(axis=1), 1e-30)
     return 10.0 * np.log10(np.maximum(gain, 1e-30))
 
@@ -120,6 +119,16 @@ def write_evidence(path: str | os.PathLike[str], masks: dict[str, tuple[np.ndarr
     return path
 
 
+def evidence_version(data_dir: str | os.PathLike[str]) -> int | None:
+    """The definition version of a dataset's masks (None: no readable evidence file);
+    reads the version alone, not the masks."""
+    try:
+        with np.load(Path(data_dir) / EVIDENCE_FILE) as z:
+            return int(z["version"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def read_evidence(data_dir: str | os.PathLike[str]) -> dict[str, dict[str, np.ndarray]]:
     """``{filename: {"scene": (T, 64), "shared": (T, 64)}}`` of a synthetic dataset.
 
@@ -129,7 +138,7 @@ def read_evidence(data_dir: str | os.PathLike[str]) -> dict[str, dict[str, np.nd
     path = Path(data_dir) / EVIDENCE_FILE
     if not path.is_file():
         raise DatasetError(f"{path}: no evidence masks (only datasets made by `caa synth` "
-                           "have them; synthesise it again to add them)")
+                           "have them; `caa synth --skip-existing` with its settings adds them)")
     try:
         with np.load(path) as z:
             names, scene, shared = z["filename"], z["scene"], z["shared"]
@@ -137,8 +146,10 @@ def read_evidence(data_dir: str | os.PathLike[str]) -> dict[str, dict[str, np.nd
     except (OSError, ValueError, KeyError) as exc:
         raise DatasetError(f"{path}: unreadable evidence masks ({exc})") from None
     if version != EVIDENCE_VERSION:
-        raise DatasetError(f"{path}: evidence version {version}, expected {EVIDENCE_VERSION}; "
-                           "synthesise the dataset again")
+        raise DatasetError(f"{path}: evidence version {version}, expected {EVIDENCE_VERSION} "
+                           "(masks made by an older definition); `caa synth` with the "
+                           "dataset's settings and --skip-existing rewrites them (the audio "
+                           "is unchanged)")
     if scene.shape != shared.shape or scene.ndim != 3 or len(names) != scene.shape[0]:
         raise DatasetError(f"{path}: scene {scene.shape}, shared {shared.shape} and "
                            f"{len(names)} filenames do not agree")
