@@ -16,6 +16,9 @@ def test_evaluation_counts_follow_the_schedule():
     assert evaluations(joint.replace(eval_schedule="dense")) == 150
     clean = mt.replace(lambda_mode="clean")  # decides on held-out clips: sparse scoring
     assert evaluations(clean) == 10
+    assert evaluations(joint.replace(eval_schedule="final")) == 1  # the last iteration only
+    assert evaluations(clean.replace(eval_schedule="final")) == 1
+    assert evaluations(mt.replace(eval_schedule="final")) == 150  # λ still reads them
 
 
 def test_floor_of_the_paper_run_matches_the_study_notes():

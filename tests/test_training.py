@@ -680,16 +680,23 @@ def test_sparse_evaluation_gives_identical_final_metrics(tmp_path, tiny_dataset_
     dense = train(cfg.replace(eval_schedule="dense"), tmp_path / "dense",
                   data_dir=tiny_dataset_2018, progress=False)
     sparse = train(cfg, tmp_path / "sparse", data_dir=tiny_dataset_2018, progress=False)
+    final = train(cfg.replace(eval_schedule="final"), tmp_path / "final",
+                  data_dir=tiny_dataset_2018, progress=False)
     for key in ("accuracy", "classwise", "confusion", "device_accuracy"):
         assert sparse[key] == dense[key], key
-    assert ((tmp_path / "sparse" / "predictions.csv").read_text()
-            == (tmp_path / "dense" / "predictions.csv").read_text())
-    rows = {name: pd.read_csv(tmp_path / name / "history.csv") for name in ("dense", "sparse")}
+        assert final[key] == dense[key], key
+    for name in ("sparse", "final"):
+        assert ((tmp_path / name / "predictions.csv").read_text()
+                == (tmp_path / "dense" / "predictions.csv").read_text())
+    rows = {name: pd.read_csv(tmp_path / name / "history.csv")
+            for name in ("dense", "sparse", "final")}
     evals = {k: list(v.dropna(subset=["acc_avg"])["iteration"]) for k, v in rows.items()}
     assert evals["dense"] == list(range(2, 41, 2))
     assert evals["sparse"] == list(range(4, 41, 4))  # 40 // 10 = 4 steps: ten evaluations
+    assert evals["final"] == [40]
     # the λ rule still decides at every eval_every (clean: on the held-out clips)
     pd.testing.assert_series_equal(rows["dense"]["lambda"], rows["sparse"]["lambda"])
+    pd.testing.assert_series_equal(rows["dense"]["lambda"], rows["final"]["lambda"])
     # an execution-only field: a finished dense run is reused for a sparse request
     again = train(cfg, tmp_path / "dense", data_dir=tiny_dataset_2018, progress=False)
     assert again["accuracy"] == dense["accuracy"]
@@ -699,6 +706,9 @@ def test_released_lambda_keeps_every_evaluation(tmp_path, tiny_dataset_2018,
                                                 tiny_features_2018):
     cfg = tiny(strategy="multi_task", cond_layer=2, iterations=40, eval_every=2,
                checkpoint_every=40)
-    train(cfg, tmp_path / "run", data_dir=tiny_dataset_2018, progress=False)
-    hist = pd.read_csv(tmp_path / "run" / "history.csv")
-    assert list(hist.dropna(subset=["acc_avg"])["iteration"]) == list(range(2, 41, 2))
+    for schedule in ("auto", "final"):  # the λ rule reads each one: no schedule thins them
+        run = tmp_path / schedule
+        train(cfg.replace(eval_schedule=schedule), run, data_dir=tiny_dataset_2018,
+              progress=False)
+        hist = pd.read_csv(run / "history.csv")
+        assert list(hist.dropna(subset=["acc_avg"])["iteration"]) == list(range(2, 41, 2))

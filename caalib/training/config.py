@@ -43,7 +43,7 @@ RESAMPLERS: tuple[str, ...] = ("kaiser_best", "soxr_hq")
 #: kind). A finished run is reused when everything else matches, so a sweep re-run with
 #: another checkpoint interval or on another accelerator does not retrain.
 EXECUTION_FIELDS: frozenset[str] = rundir.EXECUTION_FIELDS  # the run directory's rule
-EVAL_SCHEDULES: tuple[str, ...] = ("auto", "dense")
+EVAL_SCHEDULES: tuple[str, ...] = ("auto", "dense", "final")
 
 
 @dataclass(frozen=True)
@@ -86,8 +86,10 @@ class TrainConfig:
       another run, refused rather than reused or resumed.
     - ``eval_schedule`` (execution only): ``"auto"`` scores the evaluate split every
       ``eval_every`` iterations only where a rule reads it (the released λ of multi-task
-      runs) and about ten times a run otherwise; ``"dense"`` every ``eval_every``. The
-      final metrics are the same either way; only the training curves are coarser.
+      runs) and about ten times a run otherwise; ``"dense"`` every ``eval_every``;
+      ``"final"`` after the last iteration only where no rule reads it (the claims
+      ledger, which reads final metrics alone). The final metrics are the same every
+      way; only the training curves are coarser.
     - ``unseen_source`` (conditioned strategies): what the conditioning gets for a clip
       of a device the model has no slot for (the 2020 layout's evaluate-only S4-S6):
       ``"nearest"``, the known device CNN-d predicts (multi-task) or the nearest known

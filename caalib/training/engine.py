@@ -57,14 +57,17 @@ def evaluates_at(config: TrainConfig, step: int) -> bool:
     Always after the last step (the reported metrics). Every ``eval_every`` steps where a
     rule reads the result (the released λ of multi-task runs) or with
     ``eval_schedule="dense"``; otherwise every :func:`sparse_eval_every` steps, for the
-    training curves. Evaluation changes nothing the training reads (no RNG, BatchNorm in
-    eval mode), so the final metrics are identical either way (tested).
+    training curves, or never before the last with ``eval_schedule="final"``.
+    Evaluation changes nothing the training reads (no RNG, BatchNorm in eval mode), so
+    the final metrics are identical either way (tested).
     """
     if step == config.iterations:
         return True
     reads_evaluation = config.strategy == "multi_task" and config.lambda_mode == "released"
     if config.eval_schedule == "dense" or reads_evaluation:
         return step % config.eval_every == 0
+    if config.eval_schedule == "final":
+        return False
     return step % sparse_eval_every(config) == 0
 
 
