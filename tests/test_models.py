@@ -292,3 +292,30 @@ def test_autocast_bf16_and_channels_last():
     torch.testing.assert_close(low.scene, ref.scene, atol=0.1, rtol=0.05)
     torch.testing.assert_close(cl.scene, ref.scene, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(cl.source, ref.source, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("topology, strategy, n_frames, n_mels, fits", [
+    ("pool", "joint", 15, 64, False),  # 15 -> 7 -> 3 -> 1 -> 0 frames after 4 halvings
+    ("pool", "joint", 16, 64, True),   # 16 -> 1 after 4 halvings
+    ("pool", "joint", 64, 8, False),   # 8 mels -> 0 after 4 halvings
+    ("atrous", "multi_task", 3, 64, False),  # CNN-d: 3 -> 1 -> 0 after its 2 halvings
+    ("atrous", "multi_task", 4, 64, True),
+    ("nopool", "joint", 1, 64, True),  # no pooled stage, no CNN-d: any length
+])
+def test_too_short_an_input_is_a_config_error(topology, strategy, n_frames, n_mels,
+                                              fits) -> None:
+    """A map pooled to nothing is refused when the model is built, naming the sizes,
+    not at the first forward pass as torch's 'Output size is too small'."""
+    from caalib.models import build_model
+    from caalib.models.net import ModelConfigError
+
+    kwargs = dict(cond_layer=4 if strategy == "multi_task" else None, width=1 / 16,
+                  n_frames=n_frames, n_mels=n_mels)
+    if not fits:
+        with pytest.raises(ModelConfigError, match=rf"{n_frames} x {n_mels}: .* needs at least"):
+            build_model(topology, "att", strategy, **kwargs)
+        return
+    model = build_model(topology, "att", strategy, **kwargs).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, n_frames, n_mels))
+    assert out.scene.shape == (2, 10)

@@ -112,6 +112,21 @@ def validate_model_args(topology: str, pooling: str, strategy: str, cond_layer: 
     if (isinstance(width, bool) or not isinstance(width, int | float)
             or not math.isfinite(width) or width <= 0):
         raise ModelConfigError(f"width must be a positive finite number, got {width!r}")
+    # pooled stages halve time and frequency: too short an input leaves an empty map,
+    # which torch reports only at the first forward pass, as "Output size is too small"
+    t_last, f_last = block_map_sizes(topology, n_frames, n_mels)[-1]
+    if t_last < 1 or f_last < 1:
+        need = 2 ** len(BACKBONE_CHANNELS)
+        raise ModelConfigError(
+            f"n_frames x n_mels {n_frames} x {n_mels}: the pool topology halves both in each "
+            f"of its {len(BACKBONE_CHANNELS)} blocks and needs at least {need} of each (use "
+            "longer clips or a larger max_frames, or the atrous or nopool topology)")
+    need = 2 ** len(DEVICE_CNN_CHANNELS)
+    if strategy == "multi_task" and (n_frames < need or n_mels < need):
+        raise ModelConfigError(
+            f"n_frames x n_mels {n_frames} x {n_mels}: multi-task training's device CNN "
+            f"halves both in each of its {len(DEVICE_CNN_CHANNELS)} blocks and needs at "
+            f"least {need} of each (use longer clips or a larger max_frames)")
     return None if cond_layer is None else int(cond_layer)
 
 
