@@ -7,12 +7,16 @@
 #
 # Settings (environment): NAME (default gpu-<date>), OUT (copies of what it made; default
 # results/bench), RESULTS (default results), PROFILE (default gpu), JOBS (default auto),
-# BUDGET_S (default 480: the ledger is stopped then, keeping every finished run), PYTHON.
+# TOTAL_S (default 540: the whole script's budget; the ledger is stopped in time to leave
+# RERUN_S, default 75, for the rerun check, keeping every finished run), PYTHON.
 # Without internet, carry the wheels of benchmarks/gpu_wheels.sh in .whl/.
 #
 # Steps, each timed: versions and nvidia-smi; the plan (caa claims --dry-run: runs and the
 # FLOP floor); the simulation dataset (caa synth on every core); the ledger (caa claims
-# --reference NAME --jobs JOBS). Then, whatever happened, OUT receives
+# --reference NAME --jobs JOBS); the rerun check (two of its runs, a pooled joint one and
+# CAA-Net multi-task, trained again in RESULTS/rerun-check and compared with the bundle by
+# caa claims --check-reference --partial: are reruns on this GPU exact?). Then, whatever
+# happened, OUT receives
 #   reference-NAME.tar.gz  the bundle (ledger, runs.csv, arms.csv, provenance.json), and
 #   sim-runs-PROFILE.tar.gz  every finished simulation run without its checkpoints,
 # so a run stopped by the budget keeps its runs: unpack the second into RESULTS
@@ -25,8 +29,10 @@ NAME="${NAME:-gpu-$(date -u +%Y%m%d)}"
 OUT="${OUT:-results/bench}"
 RESULTS="${RESULTS:-results}"
 JOBS="${JOBS:-auto}"
-BUDGET_S="${BUDGET_S:-480}"
+TOTAL_S="${TOTAL_S:-540}"
+RERUN_S="${RERUN_S:-75}"
 SIM="$RESULTS/simulation/$PROFILE"
+RERUN="$RESULTS/rerun-check"
 mkdir -p "$OUT"
 status=0
 stage() { echo "== $1 ($(date -u +%H:%M:%S))"; }
@@ -47,9 +53,12 @@ caa synth --profile "$SYNTH" --workers "$(nproc)" --skip-existing --quiet "$SIM/
   || { echo "!! caa synth failed"; exit 1; }
 echo "synth $SYNTH: $((SECONDS - s)) s, $(du -sh "$SIM/data" | cut -f1) on disk"
 
+left() { echo $((TOTAL_S - (SECONDS - t0))); }
+BUDGET_S=$(( $(left) - RERUN_S - 20 ))
+[ "$BUDGET_S" -ge 10 ] || BUDGET_S=10
 stage "ledger: caa claims --profile $PROFILE --jobs $JOBS --reference $NAME (budget ${BUDGET_S} s)"
 s=$SECONDS
-timeout --signal=INT --kill-after=30 "$BUDGET_S" "$PY" -m caalib claims --profile "$PROFILE" \
+timeout --signal=INT --kill-after=20 "$BUDGET_S" "$PY" -m caalib claims --profile "$PROFILE" \
   "$RESULTS" --jobs "$JOBS" --reference "$NAME" 2>&1 | tr '\r' '\n' \
   | grep --line-buffered -v -E '^\s*$|(it|clip|run)/s'
 rc=${PIPESTATUS[0]}
@@ -57,6 +66,30 @@ echo "ledger: exit $rc after $((SECONDS - s)) s"
 if [ "$rc" -ne 0 ]; then
   status=1
   [ "$rc" -eq 124 ] || [ "$rc" -eq 130 ] && echo "!! stopped by the ${BUDGET_S} s budget"
+fi
+
+stage "rerun check: two runs trained again, compared with the bundle"
+if [ -d "$RESULTS/reference/$NAME" ] && [ "$(left)" -ge 30 ]; then
+  s=$SECONDS
+  rm -rf "$RERUN"
+  timeout --signal=INT --kill-after=10 $(( $(left) - 15 )) "$PY" - "$PROFILE" "$RERUN" \
+    "$SIM/data" <<'PY'
+import sys
+from caalib.ledger import planned_configs, simulation_dir
+from caalib.training.sweep import run_sweep
+
+profile, rerun, data = sys.argv[1:4]
+configs = [c for c in planned_configs(profile) if c.seed == 0]
+picked = [next(c for c in configs if (c.topology, c.strategy) == want)
+          for want in (("pool", "joint"), ("atrous", "multi_task"))
+          if any((c.topology, c.strategy) == want for c in configs)]
+print("rerunning:", ", ".join(c.run_name for c in picked))
+run_sweep(picked, simulation_dir(rerun, profile), data, progress=False)
+PY
+  echo "rerun: exit $? after $((SECONDS - s)) s"
+  caa claims "$RERUN" --check-reference "$RESULTS/reference/$NAME" --partial | tail -n 4
+else
+  echo "skipped: no bundle, or under 30 s left"
 fi
 
 stage "packing into $OUT"

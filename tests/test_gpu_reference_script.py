@@ -36,6 +36,9 @@ def test_gpu_reference_script_packs_and_resumes(tmp_path: Path) -> None:
     said = _run(tmp_path, first, "smoke")
     assert "12 simulation runs" in said and "12 missing" in said
     assert "ledger: exit 0" in said and "finished runs: 12" in said
+    # two runs trained again on this CPU give the same predictions, byte for byte
+    assert "rerunning: dcase2018-atrous-att-" in said  # the tiny profile trains atrous only
+    assert "12 run(s): 11 not rerun, 1 identical" in said and "\nREPRODUCED" in said
     out = tmp_path / "out-smoke"
     with tarfile.open(out / "reference-smoke.tar.gz") as tar:
         assert sorted(tar.getnames()) == sorted(

@@ -331,6 +331,27 @@ def test_reference_check_names_what_differs(tiny_ledger, tmp_path) -> None:
     assert main(["claims", str(results), "--check-reference", str(bundle)]) == 1
 
 
+def test_reference_partial_check_of_some_reruns(tiny_ledger, tmp_path, capsys) -> None:
+    import shutil
+
+    results, _ = tiny_ledger
+    bundle = results / "reference" / "tiny-ref"
+    runs = simulation_dir(results, "tiny") / "runs"
+    rerun = tmp_path / "rerun"
+    picked = sorted(runs.iterdir())[:2]
+    for run in picked:
+        shutil.copytree(run, simulation_dir(rerun, "tiny") / "runs" / run.name)
+    assert main(["claims", str(rerun), "--check-reference", str(bundle), "--partial"]) == 0
+    out = capsys.readouterr().out
+    assert "12 run(s): 10 not rerun, 2 identical" in out and out.rstrip().endswith("REPRODUCED")
+    assert main(["claims", str(rerun), "--check-reference", str(bundle)]) == 1
+    out = capsys.readouterr().out
+    assert "10 missing" in out and out.rstrip().endswith("NOT REPRODUCED")
+    empty = tmp_path / "empty"  # nothing rerun: nothing reproduced, even partially
+    assert main(["claims", str(empty), "--check-reference", str(bundle), "--partial"]) == 1
+    assert main(["claims", "--profile", "tiny", str(empty), "--partial"]) == 2
+
+
 def test_reference_name_refused_before_training(tmp_path, capsys) -> None:
     results = tmp_path / "results"
     assert main(["claims", "--profile", "tiny", str(results), "--reference", "../up"]) == 1
