@@ -12,6 +12,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import torch
+
 from .config import TrainConfig
 
 
@@ -43,32 +45,51 @@ def evaluations(config: TrainConfig) -> int:
     return sum(evaluates_at(config, step) for step in range(1, config.iterations + 1))
 
 
+def time_matmul(device: str | torch.device, dtype: torch.dtype, size: int,
+                min_time_s: float) -> tuple[int, float]:
+    """Dense ``size`` x ``size`` matmuls (2 n³ FLOPs each) run back to back for at least
+    ``min_time_s``: (how many, seconds). Under whatever backend flags and thread count
+    are in force (the callers set them); ``caa bench`` reports it as its denominator."""
+    device = torch.device(device)
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    a = torch.randn(size, size, generator=gen).to(device=device, dtype=dtype)
+    b = torch.randn(size, size, generator=gen).to(device=device, dtype=dtype)
+    c = torch.empty(size, size, device=device, dtype=dtype)
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    for _ in range(3):  # warm-up: kernel selection, allocation
+        torch.mm(a, b, out=c)
+    sync()
+    done, batch = 0, 1
+    t0 = time.perf_counter()
+    while True:
+        for _ in range(batch):
+            torch.mm(a, b, out=c)
+        sync()
+        done += batch
+        elapsed = time.perf_counter() - t0
+        if elapsed >= min_time_s:
+            return done, elapsed
+        batch = min(batch * 2, 256)
+
+
 def measured_matmul_rate(device: str, dtype_name: str, cpu_threads: int = 1,
                          seconds: float = 0.3) -> float:
-    """Dense matmul FLOP/s on ``device`` ("cpu"/"cuda") in ``dtype_name`` ("fp32"/"bf16")."""
-    import torch
-
+    """Dense matmul FLOP/s on ``device`` ("cpu"/"cuda") in ``dtype_name`` ("fp32"/"bf16"),
+    on ``cpu_threads`` threads on a CPU (a run's own count), under the process's flags."""
     dtype = torch.bfloat16 if dtype_name == "bf16" else torch.float32
     size = 4096 if device == "cuda" else 512
     threads = torch.get_num_threads()
     if device == "cpu":
         torch.set_num_threads(cpu_threads)
     try:
-        a = torch.randn(size, size, device=device, dtype=dtype)
-        a @ a  # warm-up (kernel selection, allocation)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        n, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < seconds:
-            a @ a
-            n += 1
-            if device == "cuda" and n % 10 == 0:
-                torch.cuda.synchronize()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        return n * 2 * size**3 / (time.perf_counter() - t0)
+        done, elapsed = time_matmul(device, dtype, size, seconds)
     finally:
         torch.set_num_threads(threads)
+    return done * 2 * size**3 / elapsed
 
 
 def floor(configs: Sequence[TrainConfig], n_eval_clips: int | None = None,
