@@ -2,6 +2,9 @@
 # by benchmarks/gpu_wheels.sh) installed into a scratch site directory when present, and a
 # check that everything caalib imports is there before any timed work starts.
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CALLER_DIR="$PWD"
+# a path the caller gave (OUT=..., RESULTS=...) read from where the caller stood
+from_caller() { case "$1" in /*) echo "$1" ;; *) echo "$CALLER_DIR/$1" ;; esac; }
 cd "$ROOT"
 PY="${PYTHON:-$(command -v python || command -v python3)}"
 if [ -d "$ROOT/.whl" ] && ls "$ROOT"/.whl/*.whl >/dev/null 2>&1; then

@@ -6,7 +6,9 @@
 #   PROFILE=tiny OUT=/tmp/x RESULTS=/tmp/x/results bash benchmarks/gpu_reference.sh  # CPU smoke
 #
 # Settings (environment): NAME (default gpu-<date>), OUT (copies of what it made; default
-# results/bench), RESULTS (default results), PROFILE (default gpu), JOBS (default auto),
+# results/bench), RESULTS (default results; relative paths are the caller's), PROFILE
+# (default gpu), JOBS (default auto), STUDY_COMMIT (the commit, for a copy that is no git
+# checkout; provenance.json records it),
 # TOTAL_S (default 540: the whole script's budget; the ledger is stopped in time to leave
 # RERUN_S, default 75, for the rerun check, keeping every finished run), PYTHON.
 # Without internet, carry the wheels of benchmarks/gpu_wheels.sh in .whl/.
@@ -21,13 +23,16 @@
 #   sim-runs-PROFILE.tar.gz  every finished simulation run without its checkpoints,
 # so a run stopped by the budget keeps its runs: unpack the second into RESULTS
 # (tar -xzf sim-runs-gpu.tar.gz -C results) and run the script again; only the missing
-# runs are trained.
+# runs are trained (the runs record the dataset's content fingerprint, so this needs the
+# same synthesis, i.e. the same numpy/scipy, on the next machine). The exit status says
+# whether the ledger was written; the rerun check's verdict is printed, not returned.
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/gpu_env.sh"
 PROFILE="${PROFILE:-gpu}"
 NAME="${NAME:-gpu-$(date -u +%Y%m%d)}"
-OUT="${OUT:-results/bench}"
-RESULTS="${RESULTS:-results}"
+OUT="$(from_caller "${OUT:-$ROOT/results/bench}")"
+RESULTS="$(from_caller "${RESULTS:-$ROOT/results}")"
+export STUDY_COMMIT="${STUDY_COMMIT:-$(git -C "$ROOT" rev-parse HEAD 2>/dev/null)}"
 JOBS="${JOBS:-auto}"
 TOTAL_S="${TOTAL_S:-540}"
 RERUN_S="${RERUN_S:-75}"
@@ -65,7 +70,7 @@ rc=${PIPESTATUS[0]}
 echo "ledger: exit $rc after $((SECONDS - s)) s"
 if [ "$rc" -ne 0 ]; then
   status=1
-  [ "$rc" -eq 124 ] || [ "$rc" -eq 130 ] && echo "!! stopped by the ${BUDGET_S} s budget"
+  case "$rc" in 124|130|137) echo "!! stopped by the ${BUDGET_S} s budget" ;; esac
 fi
 
 stage "rerun check: two runs trained again, compared with the bundle"

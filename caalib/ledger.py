@@ -61,14 +61,14 @@ class LedgerProfile:
 
 _MODELS = (("pool", "att"), ("atrous", "att"))
 
-#: Ledger profiles. ``synth`` names the simulation's dataset profile: the simulation
-#: profiles built for this question (docs/simulation.md: the real set's 11:1 imbalance,
-#: parallel recordings, location splits, device shift 1.5, large evaluate splits).
 #: The ledger reads final metrics alone, so its runs score the evaluate split after the
 #: last iteration only, unless a rule reads earlier scores (the released λ of multi-task
 #: runs); an execution-only setting: run names and final metrics are those of any schedule.
 _FINAL = {"eval_schedule": "final"}
 
+#: Ledger profiles. ``synth`` names the simulation's dataset profile: the simulation
+#: profiles built for this question (docs/simulation.md: the real set's 11:1 imbalance,
+#: parallel recordings, location splits, device shift 1.5, large evaluate splits).
 LEDGER_PROFILES: dict[str, LedgerProfile] = {
     # the test suite's: seconds, 2 seeds -- underpowered by design, every verdict inconclusive
     "tiny": LedgerProfile("tiny", synth="sim-tiny", train="tiny", seeds=2,
@@ -417,6 +417,26 @@ def planned_configs(profile: str, claims_path: str | Path | None = None) -> list
     prof = LEDGER_PROFILES[profile]
     comparisons = [claim_comparison(c, prof.models) for c in load_claims(claims_path)]
     return simulation_configs(prof, [c for c in comparisons if isinstance(c, Comparison)])
+
+
+def simulation_sizes(profile: str, data_dir: str | Path | None = None) -> tuple[int, int]:
+    """(evaluate clips, frames per clip) the simulation's runs are priced at: those of
+    ``data_dir`` when it holds a dataset, else of the profile's synthetic set as it will
+    be synthesised (``caa claims --dry-run``, ``--jobs auto``)."""
+    if data_dir is not None and (Path(data_dir) / "meta.csv").is_file():
+        from .datasets import read_dataset
+        from .features.cache import clip_feature_frames
+
+        meta = read_dataset(data_dir)
+        return (int((meta["split"] == "evaluate").sum()),
+                max(1, clip_feature_frames(Path(data_dir) / meta["filename"].iloc[0])))
+    from .features.recipe import SAMPLE_RATE, n_frames
+    from .synth.profiles import SYNTH_PROFILES, profile_counts
+
+    synth = SYNTH_PROFILES[LEDGER_PROFILES[profile].synth]
+    sizes = profile_counts(synth, "dcase2018")
+    return (sizes["evaluate_a"] + 2 * sizes["evaluate_bc"],
+            max(1, n_frames(round(synth.clip_seconds * SAMPLE_RATE))))
 
 
 def simulation_dir(results_dir: str | Path, profile: str) -> Path:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 import shutil
 import subprocess
@@ -141,16 +142,23 @@ def _git(args: Sequence[str], root: Path) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
+#: Names the commit of a copy of the study that is no git checkout (a GPU machine sent
+#: the working tree alone); git's own answer wins where there is one.
+COMMIT_VARIABLE = "STUDY_COMMIT"
+
+
 def code_version() -> dict[str, Any]:
-    """The commit of this checkout of the study and whether tracked files differ from it
-    (None for both outside a git checkout, e.g. an installed copy)."""
+    """The commit of this checkout of the study, where that came from, and whether
+    tracked files differ from it (None where unknown: no git checkout, no variable)."""
     root = Path(__file__).resolve().parents[1]
     commit = _git(["rev-parse", "HEAD"], root)
     if commit is None:
-        return {"commit": None, "uncommitted_changes": None}
+        given = os.environ.get(COMMIT_VARIABLE) or None
+        return {"commit": given, "commit_source": COMMIT_VARIABLE if given else None,
+                "uncommitted_changes": None}
     status = _git(["status", "--porcelain", "--untracked-files=no"], root)
-    return {"commit": commit, "uncommitted_changes": bool(status) if status is not None
-            else None}
+    return {"commit": commit, "commit_source": "git",
+            "uncommitted_changes": bool(status) if status is not None else None}
 
 
 def machine(accelerator: str = "auto") -> dict[str, Any]:
@@ -190,12 +198,24 @@ def provenance(results_dir: str | Path, profile: str, *, command: str, wall_time
         "machine": machine(),
         "wall_time_s": round(float(wall_time_s), 1),
         "runs": int(len(runs)),
+        "runs_trained_here": (int(runs["trained_here"].sum()) if "trained_here" in runs
+                              else None),
         "runs_training_time_s": round(float(train_s), 1),
         "simulation_data": synth,
     }
 
 
 # ---------------------------------------------------------------- writing and reading
+
+
+def curve_outputs(curve_dir: Path) -> list[Path]:
+    """The tables and figure of a finished device-shift curve (never its run trees, their
+    checkpoints, or a curve whose summary was not written)."""
+    from .shift_curve import OUTPUT_FILES, SUMMARY_FILE
+
+    if not (curve_dir / SUMMARY_FILE).is_file():
+        return []
+    return [curve_dir / name for name in OUTPUT_FILES if (curve_dir / name).is_file()]
 
 
 def _owns_all(name: str) -> bool:
@@ -205,27 +225,34 @@ def _owns_all(name: str) -> bool:
 def write_reference(results_dir: str | Path, profile: str, name: str, *,
                     ledger: pd.DataFrame, command: str, wall_time_s: float,
                     data_dir: str | Path | None = None,
-                    out_root: str | Path | None = None) -> Path:
+                    out_root: str | Path | None = None,
+                    trained: set[str] | None = None) -> Path:
     """Write the bundle RESULTS_DIR/reference/NAME (or OUT_ROOT/NAME) whole, replacing an
-    older bundle of that name only once the new one is complete."""
+    older bundle of that name only once the new one is complete. ``trained``: the runs
+    the command trained itself (runs.csv's ``trained_here``; the others were there
+    already, perhaps from another machine, which provenance.json does not describe)."""
     check_name(name)
     if profile not in LEDGER_PROFILES:
         raise ReferenceError(f"profile: {profile!r} is not one of {', '.join(LEDGER_PROFILES)}")
     runs = simulation_runs(results_dir, profile)
+    if trained is not None:
+        runs["trained_here"] = runs["name"].isin(trained)
     if runs.empty:
         raise ReferenceError(f"{simulation_dir(results_dir, profile)}: no finished "
                              f"`{profile}` simulation runs to make a reference of")
     root = Path(out_root) if out_root is not None else Path(results_dir) / REFERENCE_DIR
     out = root / name
-    curve = Path(results_dir) / SHIFT_DIR / profile
+    curve = curve_outputs(Path(results_dir) / SHIFT_DIR / profile)
     with staged_output(out, _owns_all, what="caa claims --reference") as stage:
         write_text(stage / LEDGER_FILES[0], ledger.to_csv(index=False))
         write_text(stage / LEDGER_FILES[1], ledger_markdown(ledger))
         write_text(stage / RUNS_FILE, runs.to_csv(index=False, float_format="%.17g"))
         write_text(stage / ARMS_FILE, arm_table(runs).to_csv(index=False,
                                                              float_format="%.4f"))
-        if curve.is_dir() and any(curve.iterdir()):
-            shutil.copytree(curve, stage / SHIFT_DIR)
+        if curve:
+            (stage / SHIFT_DIR).mkdir()
+            for path in curve:
+                shutil.copy2(path, stage / SHIFT_DIR / path.name)
         write_json(stage / PROVENANCE_FILE, provenance(
             results_dir, profile, command=command, wall_time_s=wall_time_s, runs=runs,
             data_dir=data_dir))
@@ -269,6 +296,8 @@ def read_reference(path: str | Path) -> Reference:
     if not isinstance(prov, dict) or prov.get("profile") not in LEDGER_PROFILES:
         raise ReferenceError(f"{path / PROVENANCE_FILE}: no known ledger profile in "
                              "'profile'")
+    if not isinstance(prov.get("machine", {}), dict):
+        raise ReferenceError(f"{path / PROVENANCE_FILE}: 'machine' must be an object")
     try:
         runs = pd.read_csv(path / RUNS_FILE, dtype={"labels_sha256": str, "file_sha256": str,
                                                    "train_source": str})
@@ -277,9 +306,25 @@ def read_reference(path: str | Path) -> Reference:
     missing = [c for c in RUN_FIELDS if c not in runs.columns]
     if missing:
         raise ReferenceError(f"{path / RUNS_FILE}: missing column(s) {', '.join(missing)}")
-    from .ledger import _ledger_csv
+    for col in ("acc_a", "acc_b", "acc_c", "acc_avg"):
+        values = pd.to_numeric(runs[col], errors="coerce")
+        bad = values.isna() & runs[col].notna()
+        if bad.any():
+            raise ReferenceError(f"{path / RUNS_FILE}, line {int(bad.to_numpy().argmax()) + 2}: "
+                                 f"{col} {runs[col][bad].iloc[0]!r} is not a number")
+        runs[col] = values
+    from .ledger import LEDGER_COLUMNS, _ledger_csv
 
-    return Reference(path.name, path, _ledger_csv(path / LEDGER_FILES[0]), runs, prov)
+    try:
+        ledger = _ledger_csv(path / LEDGER_FILES[0])
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError,
+            KeyError) as exc:
+        raise ReferenceError(f"{path / LEDGER_FILES[0]}: not a ledger ({exc})") from None
+    lacking = [c for c in LEDGER_COLUMNS if c not in ledger.columns]
+    if lacking:
+        raise ReferenceError(f"{path / LEDGER_FILES[0]}: missing column(s) "
+                             f"{', '.join(lacking)}")
+    return Reference(path.name, path, ledger, runs, prov)
 
 
 def references(results_dir: str | Path) -> list[Reference]:

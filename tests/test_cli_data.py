@@ -84,18 +84,24 @@ def test_synth_then_skip_existing(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert "caa synth: error:" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("layout", ["dcase2018", "dcase2019", "dcase2020"])
 def test_skip_existing_rewrites_stale_evidence_only(tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+                                                    capsys: pytest.CaptureFixture[str],
+                                                    layout: str) -> None:
     """Masks of an older definition (or none) are rewritten; the audio is left alone and
     the rewritten masks are the ones a fresh synthesis gives."""
+    from dataclasses import replace
+
     import numpy as np
 
     from caalib.synth.evidence import EVIDENCE_FILE, EVIDENCE_VERSION
 
-    monkeypatch.setitem(SYNTH_PROFILES, "micro", MICRO)
+    micro = replace(MICRO, evaluate_bc=2)  # the 2020 layout scores phones too
+    monkeypatch.setitem(SYNTH_PROFILES, "micro", micro)
     out = tmp_path / "data"
-    args = ["synth", str(out), "--profile", "micro", "--seed", "1", "--quiet", "--skip-existing"]
+    args = ["synth", str(out), "--profile", "micro", "--seed", "1", "--quiet", "--skip-existing",
+            "--layout", layout]
     assert main(args) == 0
     capsys.readouterr()
     with np.load(out / EVIDENCE_FILE) as z:
@@ -120,6 +126,11 @@ def test_skip_existing_rewrites_stale_evidence_only(tmp_path: Path,
     assert "nothing to do" in capsys.readouterr().out
     assert {p.name: (p.stat().st_mtime_ns, p.read_bytes())
             for p in (out / "audio").iterdir()} == audio
+    # a dataset whose profile has changed since is not patched: synthesise it again
+    (out / EVIDENCE_FILE).unlink()
+    monkeypatch.setitem(SYNTH_PROFILES, "micro", replace(micro, clips_per_location=2))
+    assert main(args) == 1
+    assert "its profile_settings are not profile micro's" in capsys.readouterr().err
 
 
 def test_synth_rejects_unknown_profile(

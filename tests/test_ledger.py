@@ -285,6 +285,8 @@ def test_reference_bundle_holds_runs_digests_and_provenance(tiny_ledger) -> None
     assert prov["command"].startswith("caa claims --profile tiny ")
     assert prov["command"].endswith("--reference tiny-ref")
     assert prov["profile"] == "tiny" and prov["runs"] == 12
+    assert prov["runs_trained_here"] == 12 and runs["trained_here"].all()  # a fresh dir
+    assert prov["commit_source"] == ("git" if prov["commit"] else None)
     assert prov["machine"]["torch"] == torch.__version__
     assert prov["wall_time_s"] > 0 and prov["runs_training_time_s"] > 0
     assert prov["ledger_profile"]["seeds"] == LEDGER_PROFILES["tiny"].seeds
@@ -352,6 +354,42 @@ def test_reference_partial_check_of_some_reruns(tiny_ledger, tmp_path, capsys) -
     assert main(["claims", "--profile", "tiny", str(empty), "--partial"]) == 2
 
 
+def test_reference_bundle_takes_the_curves_outputs_not_its_runs(tiny_ledger, tmp_path) -> None:
+    import shutil
+
+    from caalib.reference import write_reference
+
+    results, ledger = tiny_ledger
+    curve = results / "shift-curve" / "tiny"
+    try:
+        (curve / "shift-1.5" / "runs" / "r").mkdir(parents=True)
+        (curve / "shift-1.5" / "runs" / "r" / "checkpoint.pt").write_bytes(b"x" * 1000)
+        (curve / "shift_curve.png").write_bytes(b"png")
+        # no summary yet: an unfinished curve is not a result
+        bundle = write_reference(results, "tiny", "a", ledger=ledger, command="c",
+                                 wall_time_s=1.0, out_root=tmp_path)
+        assert not (bundle / "shift-curve").exists()
+        (curve / "shift_curve_summary.csv").write_text("shift\n")
+        bundle = write_reference(results, "tiny", "b", ledger=ledger, command="c",
+                                 wall_time_s=1.0, out_root=tmp_path)
+        assert sorted(p.name for p in (bundle / "shift-curve").iterdir()) == [
+            "shift_curve.png", "shift_curve_summary.csv"]
+    finally:
+        shutil.rmtree(results / "shift-curve")
+
+
+def test_commit_of_a_copy_without_git_comes_from_the_variable(monkeypatch) -> None:
+    from caalib import reference
+
+    monkeypatch.setattr(reference, "_git", lambda args, root: None)
+    monkeypatch.delenv(reference.COMMIT_VARIABLE, raising=False)
+    assert reference.code_version() == {"commit": None, "commit_source": None,
+                                        "uncommitted_changes": None}
+    monkeypatch.setenv(reference.COMMIT_VARIABLE, "abc123")
+    assert reference.code_version() == {"commit": "abc123", "commit_source": "STUDY_COMMIT",
+                                        "uncommitted_changes": None}
+
+
 def test_reference_name_refused_before_training(tmp_path, capsys) -> None:
     results = tmp_path / "results"
     assert main(["claims", "--profile", "tiny", str(results), "--reference", "../up"]) == 1
@@ -366,6 +404,34 @@ def test_reference_bundle_missing_file_is_named(tmp_path) -> None:
     (tmp_path / "b" / "ledger.csv").write_text("claim\n")
     with pytest.raises(ReferenceError, match=r"b/runs.csv: missing"):
         read_reference(tmp_path / "b")
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("ledger", r"ledger.csv: (not a ledger|missing column)"),
+    ("machine", r"provenance.json: 'machine' must be an object"),
+    ("accuracy", r"runs.csv, line 2: acc_a 'high' is not a number"),
+])
+def test_damaged_reference_bundle_is_one_clear_error(tiny_ledger, tmp_path, damage,
+                                                     message) -> None:
+    import json
+    import shutil
+
+    from caalib.reference import ReferenceError, read_reference
+
+    results, _ = tiny_ledger
+    bundle = tmp_path / "ref"
+    shutil.copytree(results / "reference" / "tiny-ref", bundle)
+    if damage == "ledger":
+        (bundle / "ledger.csv").write_text("claim,verdict\nx,supported\n")
+    elif damage == "machine":
+        prov = json.loads((bundle / "provenance.json").read_text())
+        (bundle / "provenance.json").write_text(json.dumps(dict(prov, machine="gpu")))
+    else:
+        runs = pd.read_csv(bundle / "runs.csv", dtype=str)
+        runs.loc[0, "acc_a"] = "high"
+        runs.to_csv(bundle / "runs.csv", index=False)
+    with pytest.raises(ReferenceError, match=message):
+        read_reference(bundle)
 
 
 def test_claims_dry_run_lists_and_trains_nothing(tiny_ledger, tmp_path, capsys) -> None:

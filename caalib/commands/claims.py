@@ -97,9 +97,7 @@ def _check(args: argparse.Namespace) -> int:
 
 def _dry_run(args: argparse.Namespace) -> int:
     """The simulation's plan: runs, status, and the FLOP floor of what is pending."""
-    from ..features.recipe import SAMPLE_RATE, n_frames
-    from ..ledger import LEDGER_PROFILES, planned_configs, simulation_dir
-    from ..synth.profiles import SYNTH_PROFILES, profile_counts
+    from ..ledger import planned_configs, simulation_dir, simulation_sizes
     from ..training.estimate import floor
     from ..training.sweep import plan_frame
 
@@ -111,14 +109,11 @@ def _dry_run(args: argparse.Namespace) -> int:
     counts = plan["status"].value_counts().to_dict()
     print(f"[claims] {len(plan)} simulation runs under {sim / 'runs'}: "
           + ", ".join(f"{v} {k}" for k, v in counts.items()))
-    synth = SYNTH_PROFILES[LEDGER_PROFILES[args.profile].synth]
-    sizes = profile_counts(synth, "dcase2018")
-    n_eval = sizes["evaluate_a"] + 2 * sizes["evaluate_bc"]
-    frames = max(1, n_frames(round(synth.clip_seconds * SAMPLE_RATE)))
+    n_eval, frames = simulation_sizes(args.profile, args.data or sim / "data")
     todo = set(plan.loc[plan["status"] != "done", "run_name"])
     pending = [c for c in configs if c.run_name in todo]
     print(f"[claims] to train: {floor(pending, n_eval, n_frames=frames).text()} (the floor; "
-          f"the `{synth.name}` set: {n_eval} evaluate clips of {frames} frames)")
+          f"{n_eval} evaluate clips of {frames} frames)")
     return 0
 
 
@@ -159,6 +154,7 @@ def _claims(args: argparse.Namespace) -> int:
         check_name(args.reference)  # before hours of training, not after
     if args.jobs == "auto":
         args.jobs = _auto_jobs(args)
+    pending = _pending(args) if args.reference is not None else None
     start = time.perf_counter()
     written, ledger = write_ledger(args.results_dir, args.profile, out_dir=out,
                                    data_dir=args.data, jobs=args.jobs,
@@ -178,22 +174,36 @@ def _claims(args: argparse.Namespace) -> int:
     if args.reference is not None:
         from ..reference import write_reference
 
+        words = getattr(args, "argv", sys.argv[1:])  # set by caalib.cli.main
         bundle = write_reference(args.results_dir, args.profile, args.reference,
-                                 ledger=ledger, command=shlex.join(["caa", *args.argv]),
-                                 wall_time_s=wall, data_dir=args.data)
+                                 ledger=ledger, command=shlex.join(["caa", *words]),
+                                 wall_time_s=wall, data_dir=args.data, trained=pending)
         print(f"wrote the reference bundle {bundle} (check a rerun with caa claims "
               f"--check-reference {bundle} RERUN_RESULTS_DIR)")
     return 0
 
 
-def _auto_jobs(args: argparse.Namespace) -> int:
+def _pending(args: argparse.Namespace) -> set[str]:
+    """The simulation runs this invocation will train (the others were trained before,
+    perhaps elsewhere: the bundle says which)."""
     from ..ledger import planned_configs, simulation_dir
+    from ..training.sweep import plan_frame
+
+    plan = plan_frame(planned_configs(args.profile, args.claims),
+                      simulation_dir(args.results_dir, args.profile))
+    return set(plan.loc[plan["status"] != "done", "run_name"])
+
+
+def _auto_jobs(args: argparse.Namespace) -> int:
+    from ..ledger import planned_configs, simulation_dir, simulation_sizes
     from ..training.sweep import plan_frame
     from ..training.throughput import auto_jobs
 
     configs = planned_configs(args.profile, args.claims)
-    plan = plan_frame(configs, simulation_dir(args.results_dir, args.profile))
+    sim = simulation_dir(args.results_dir, args.profile)
+    plan = plan_frame(configs, sim)
     todo = set(plan.loc[plan["status"] != "done", "run_name"])
-    jobs, why = auto_jobs([c for c in configs if c.run_name in todo])
+    _, frames = simulation_sizes(args.profile, args.data or sim / "data")
+    jobs, why = auto_jobs([c for c in configs if c.run_name in todo], n_frames=frames)
     print(f"[claims] --jobs auto: {jobs} ({why})")
     return jobs

@@ -216,7 +216,24 @@ def refresh_evidence(out_dir: str | os.PathLike[str], profile: str, layout: str 
     the seed, nothing is recorded, and the audio stays as it is."""
     prof = _validate(profile, layout, seed)
     prof = replace(prof, shift=_shift(prof, shift))
-    groups = _groups(plan_clips(prof, layout, int(seed)))
+    out = Path(out_dir)
+    clips = plan_clips(prof, layout, int(seed))
+    # the plan must be the one the audio was made from: same profile sizes, same files
+    try:
+        recorded = json.loads((out / SETTINGS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        recorded = None
+    if not isinstance(recorded, dict) or recorded.get("profile_settings") != asdict(prof):
+        raise DatasetError(f"{out / SETTINGS_FILE}: its profile_settings are not profile "
+                           f"{prof.name}'s as defined now; its evidence masks cannot be "
+                           "rewritten: synthesise the dataset again")
+    from ..datasets import read_dataset
+
+    if sorted(read_dataset(out)["filename"]) != sorted(c.filename for c in clips):
+        raise DatasetError(f"{out / 'meta.csv'}: its clips are not the ones profile "
+                           f"{prof.name} plans now; its evidence masks cannot be rewritten: "
+                           "synthesise the dataset again")
+    groups = _groups(clips)
     n_workers = min(prof.workers if workers is None else max(1, int(workers)),
                     os.cpu_count() or 1)
     masks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -233,7 +250,7 @@ def refresh_evidence(out_dir: str | os.PathLike[str], profile: str, layout: str 
                 for g, fut in zip(groups, futures, strict=True):
                     masks.update(fut.result())
                     bar.update(len(g))
-    return write_evidence(Path(out_dir) / EVIDENCE_FILE, masks)
+    return write_evidence(out / EVIDENCE_FILE, masks)
 
 
 def synthesize(out_dir: str | os.PathLike[str], profile: str | SynthProfile = "tiny",

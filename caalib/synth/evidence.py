@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -125,7 +126,7 @@ def evidence_version(data_dir: str | os.PathLike[str]) -> int | None:
     try:
         with np.load(Path(data_dir) / EVIDENCE_FILE) as z:
             return int(z["version"])
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None
 
 
@@ -143,7 +144,7 @@ def read_evidence(data_dir: str | os.PathLike[str]) -> dict[str, dict[str, np.nd
         with np.load(path) as z:
             names, scene, shared = z["filename"], z["scene"], z["shared"]
             version = int(z["version"])
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise DatasetError(f"{path}: unreadable evidence masks ({exc})") from None
     if version != EVIDENCE_VERSION:
         raise DatasetError(f"{path}: evidence version {version}, expected {EVIDENCE_VERSION} "

@@ -243,6 +243,12 @@ class TrainConfig:
     def conditioned(self) -> bool:
         return self.model_spec.conditioned
 
+    def input_frames(self, clip_frames: int) -> int:
+        """Frames the model sees of a clip of ``clip_frames``: the first ``max_frames``
+        when set (shorter clips whole), as the training data is cut."""
+        clip_frames = int(clip_frames)
+        return clip_frames if self.max_frames is None else min(self.max_frames, clip_frames)
+
     @property
     def eval_sources(self) -> tuple[str, ...]:
         """The sources (recording devices) the run is scored on: every device of the

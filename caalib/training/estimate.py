@@ -97,8 +97,8 @@ def floor(configs: Sequence[TrainConfig], n_eval_clips: int | None = None,
     """The :class:`Floor` of ``configs`` on the device the first one resolves to.
 
     ``n_eval_clips`` is the evaluate split's size (all devices; single-device runs are
-    counted at a third of it); without it evaluation is left out. Clip length is the
-    config's ``max_frames`` or ``n_frames`` (320 for 10 s clips).
+    counted at a third of it); without it evaluation is left out. Clips are ``n_frames``
+    long (320 for 10 s clips), cut to each config's ``max_frames``.
     """
     from ..accelerator import resolve_torch_device
     from ..summary import model_summary
@@ -111,7 +111,7 @@ def floor(configs: Sequence[TrainConfig], n_eval_clips: int | None = None,
     for c in configs:
         s = model_summary(dict(topology=c.topology, pooling=c.pooling, strategy=c.strategy,
                                cond_layer=c.cond_layer, width=c.width,
-                               n_frames=c.max_frames or n_frames))
+                               n_frames=c.input_frames(n_frames)))
         train += c.iterations * c.batch_size * s.training_flops_per_sample
         if n_eval_clips:
             clips = n_eval_clips / 3 if c.strategy == "single" else n_eval_clips

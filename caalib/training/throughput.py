@@ -52,7 +52,7 @@ def cost_key(config: TrainConfig) -> tuple[object, ...]:
 class ModelRate:
     """One model's measured cost on this machine."""
 
-    step_s: float  # seconds per training step (median of the timed steps)
+    step_s: float  # seconds per training step (CPU: median of the timed steps; CUDA: mean)
     eval_clips_per_s: float
     peak_bytes: int  # peak accelerator memory of training (0 on CPU)
     flops_per_step: float
@@ -64,7 +64,7 @@ class ModelRate:
 
 
 def _frames(config: TrainConfig, n_frames: int) -> int:
-    return int(config.max_frames or n_frames)
+    return config.input_frames(n_frames)
 
 
 def measure(config: TrainConfig, n_frames: int = 320, steps: int = 3,
