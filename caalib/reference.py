@@ -179,8 +179,11 @@ def machine(accelerator: str = "auto") -> dict[str, Any]:
 
 
 def provenance(results_dir: str | Path, profile: str, *, command: str, wall_time_s: float,
-               runs: pd.DataFrame, data_dir: str | Path | None = None) -> dict[str, Any]:
-    """provenance.json's content (see the module)."""
+               runs: pd.DataFrame, data_dir: str | Path | None = None,
+               code: dict[str, Any] | None = None,
+               curve: Sequence[Path] = ()) -> dict[str, Any]:
+    """provenance.json's content (see the module). ``code``: :func:`code_version` as the
+    command started (the code it ran; default: now)."""
     prof = LEDGER_PROFILES[profile]
     data = Path(data_dir) if data_dir is not None else \
         simulation_dir(results_dir, profile) / "data"
@@ -189,9 +192,16 @@ def provenance(results_dir: str | Path, profile: str, *, command: str, wall_time
     except (OSError, ValueError):
         synth = None
     train_s = pd.to_numeric(runs["wall_time_s"], errors="coerce").sum() if len(runs) else 0.0
+    shift_curve = None
+    if curve:  # made by its own command, whose machine and commit are not recorded
+        newest = max(p.stat().st_mtime for p in curve)
+        shift_curve = {"from": f"{SHIFT_DIR}/{profile}", "files": [p.name for p in curve],
+                       "modified_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                     time.gmtime(newest)),
+                       "made_by": f"caa shift-curve --profile {profile} (not this command)"}
     return {
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        **code_version(),
+        **(code if code is not None else code_version()),
         "command": command,
         "profile": profile,
         "ledger_profile": asdict(prof),
@@ -202,6 +212,7 @@ def provenance(results_dir: str | Path, profile: str, *, command: str, wall_time
                               else None),
         "runs_training_time_s": round(float(train_s), 1),
         "simulation_data": synth,
+        "shift_curve": shift_curve,
     }
 
 
@@ -226,7 +237,8 @@ def write_reference(results_dir: str | Path, profile: str, name: str, *,
                     ledger: pd.DataFrame, command: str, wall_time_s: float,
                     data_dir: str | Path | None = None,
                     out_root: str | Path | None = None,
-                    trained: set[str] | None = None) -> Path:
+                    trained: set[str] | None = None,
+                    code: dict[str, Any] | None = None) -> Path:
     """Write the bundle RESULTS_DIR/reference/NAME (or OUT_ROOT/NAME) whole, replacing an
     older bundle of that name only once the new one is complete. ``trained``: the runs
     the command trained itself (runs.csv's ``trained_here``; the others were there
@@ -255,7 +267,7 @@ def write_reference(results_dir: str | Path, profile: str, name: str, *,
                 shutil.copy2(path, stage / SHIFT_DIR / path.name)
         write_json(stage / PROVENANCE_FILE, provenance(
             results_dir, profile, command=command, wall_time_s=wall_time_s, runs=runs,
-            data_dir=data_dir))
+            data_dir=data_dir, code=code, curve=curve))
     return out
 
 

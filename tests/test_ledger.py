@@ -374,6 +374,11 @@ def test_reference_bundle_takes_the_curves_outputs_not_its_runs(tiny_ledger, tmp
                                  wall_time_s=1.0, out_root=tmp_path)
         assert sorted(p.name for p in (bundle / "shift-curve").iterdir()) == [
             "shift_curve.png", "shift_curve_summary.csv"]
+        import json
+
+        said = json.loads((bundle / "provenance.json").read_text())["shift_curve"]
+        assert said["from"] == "shift-curve/tiny" and "not this command" in said["made_by"]
+        assert sorted(said["files"]) == ["shift_curve.png", "shift_curve_summary.csv"]
     finally:
         shutil.rmtree(results / "shift-curve")
 

@@ -154,7 +154,11 @@ def _claims(args: argparse.Namespace) -> int:
         check_name(args.reference)  # before hours of training, not after
     if args.jobs == "auto":
         args.jobs = _auto_jobs(args)
-    pending = _pending(args) if args.reference is not None else None
+    pending = code = None
+    if args.reference is not None:
+        from ..reference import code_version
+
+        pending, code = _pending(args), code_version()  # the code this command runs
     start = time.perf_counter()
     written, ledger = write_ledger(args.results_dir, args.profile, out_dir=out,
                                    data_dir=args.data, jobs=args.jobs,
@@ -177,7 +181,8 @@ def _claims(args: argparse.Namespace) -> int:
         words = getattr(args, "argv", sys.argv[1:])  # set by caalib.cli.main
         bundle = write_reference(args.results_dir, args.profile, args.reference,
                                  ledger=ledger, command=shlex.join(["caa", *words]),
-                                 wall_time_s=wall, data_dir=args.data, trained=pending)
+                                 wall_time_s=wall, data_dir=args.data, trained=pending,
+                                 code=code)
         print(f"wrote the reference bundle {bundle} (check a rerun with caa claims "
               f"--check-reference {bundle} RERUN_RESULTS_DIR)")
     return 0
