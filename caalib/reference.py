@@ -285,13 +285,19 @@ class Reference:
         """One line: what made these numbers."""
         p, m = self.provenance, self.provenance.get("machine", {})
         device = m.get("device_name") or m.get("device_type") or "unknown device"
-        soft = ", ".join(f"{k} {m[k]}" for k in ("torch", "cuda", "cudnn") if m.get(k))
+        libs = ("torch", "cuda", "cudnn") if m.get("device_type") == "cuda" else ("torch",)
+        soft = ", ".join(f"{k} {m[k]}" for k in libs if m.get(k))
         commit = (p.get("commit") or "unknown")[:10]
         dirty = " (with uncommitted changes)" if p.get("uncommitted_changes") else ""
         minutes = float(p.get("wall_time_s") or math.nan) / 60
         return (f"profile `{p.get('profile')}` on {device} ({soft}); commit {commit}{dirty}; "
                 f"{p.get('runs')} runs; {minutes:.1f} min; made {p.get('created_utc')} by "
                 f"`{p.get('command')}`")
+
+
+def figures(ref: Reference) -> list[Path]:
+    """The bundle's figures (PNG) a reader is shown: its device-shift curve, when there."""
+    return sorted((ref.path / SHIFT_DIR).glob("*.png"))
 
 
 def read_reference(path: str | Path) -> Reference:
@@ -427,6 +433,6 @@ def _same(a: Any, b: Any) -> bool:
 
 __all__ = ["ARMS_FILE", "BUNDLE_FILES", "PROVENANCE_FILE", "REFERENCE_DIR", "RUNS_FILE",
            "Reference", "ReferenceCheck", "ReferenceError", "arm_table", "check_name",
-           "check_reference", "code_version", "file_digest", "labels_digest", "machine",
-           "provenance", "read_reference", "references", "simulation_runs",
+           "check_reference", "code_version", "figures", "file_digest", "labels_digest",
+           "machine", "provenance", "read_reference", "references", "simulation_runs",
            "write_reference"]

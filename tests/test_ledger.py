@@ -296,6 +296,7 @@ def test_reference_bundle_holds_runs_digests_and_provenance(tiny_ledger) -> None
     label = ref.label()
     assert ref.name == "tiny-ref" and f"torch {torch.__version__}" in label
     assert (prov["commit"] or "unknown")[:10] in label and "12 runs" in label
+    assert "cudnn" not in label  # a CPU run: CUDA's versions decide nothing of its numbers
 
 
 def test_reference_check_passes_on_its_own_runs(tiny_ledger, capsys) -> None:
@@ -379,6 +380,9 @@ def test_reference_bundle_takes_the_curves_outputs_not_its_runs(tiny_ledger, tmp
         said = json.loads((bundle / "provenance.json").read_text())["shift_curve"]
         assert said["from"] == "shift-curve/tiny" and "not this command" in said["made_by"]
         assert sorted(said["files"]) == ["shift_curve.png", "shift_curve_summary.csv"]
+        from caalib.reference import figures, read_reference
+
+        assert figures(read_reference(bundle)) == [bundle / "shift-curve" / "shift_curve.png"]
     finally:
         shutil.rmtree(results / "shift-curve")
 
