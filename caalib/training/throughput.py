@@ -54,7 +54,7 @@ class ModelRate:
 
     step_s: float  # seconds per training step (CPU: median of the timed steps; CUDA: mean)
     eval_clips_per_s: float
-    peak_bytes: int  # peak accelerator memory of training (0 on CPU)
+    peak_bytes: int  # peak accelerator memory of training or scoring (0 on CPU)
     flops_per_step: float
     device: str
 
@@ -73,13 +73,13 @@ def measure(config: TrainConfig, n_frames: int = 320, steps: int = 3,
     score ``eval_batches`` batches of ``config``'s model on synthetic clips."""
     from ..accelerator import resolve_torch_device
     from ..summary import model_summary
-    from .engine import Engine, torch_settings
+    from .engine import EVAL_BATCH_CUDA, Engine, torch_settings
     from .numerics import synthetic_data
 
     device = resolve_torch_device(config.accelerator, field="accelerator")
     frames = _frames(config, n_frames)
     bs = config.batch_size
-    n_eval = max(2 * bs, 32) * eval_batches
+    n_eval = (EVAL_BATCH_CUDA if device.type == "cuda" else max(2 * bs, 32)) * eval_batches
     data = synthetic_data(n=max(n_eval, bs), frames=frames, mels=64, batch=bs,
                           steps=steps + 1, seed=config.seed)
     threads = torch.get_num_threads()
@@ -107,14 +107,15 @@ def measure(config: TrainConfig, n_frames: int = 320, steps: int = 3,
                     t0 = time.perf_counter()
                     engine.update(x[order[k]], y[order[k]], d[order[k]], 1.0)
                     times.append(time.perf_counter() - t0)
-            peak = int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else 0
             rows = np.arange(n_eval)
-            engine.predict("evaluate", rows[: max(2 * bs, 32)])  # warm-up
+            engine.predict("evaluate", rows[: n_eval // eval_batches])  # warm-up: one batch
             _sync(device)
             t0 = time.perf_counter()
             engine.predict("evaluate", rows)
             _sync(device)
             eval_rate = n_eval / (time.perf_counter() - t0)
+            # training's peak or scoring's, whichever is higher (what packing must fit)
+            peak = int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else 0
     finally:
         torch.set_num_threads(threads)
         if device.type == "cuda":  # the sweep's workers need the memory, not this cache
