@@ -1270,12 +1270,10 @@ def summarise(ctx: Context) -> None:
 
 # ---------------------------------------------------------------------- main
 def _git_commit() -> str | None:
-    try:
-        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True, timeout=10)
-        return (done.stdout.strip() or None) if done.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
+    """git's commit of this checkout, else STUDY_COMMIT (caalib.reference's rule)."""
+    from caalib.reference import code_version
+
+    return code_version()["commit"]
 
 
 LATER_STAGES = (("table_ii", "1. Table II before/after"), ("synth", "2a. caa synth"),

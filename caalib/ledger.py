@@ -424,12 +424,9 @@ def simulation_sizes(profile: str, data_dir: str | Path | None = None) -> tuple[
     ``data_dir`` when it holds a dataset, else of the profile's synthetic set as it will
     be synthesised (``caa claims --dry-run``, ``--jobs auto``)."""
     if data_dir is not None and (Path(data_dir) / "meta.csv").is_file():
-        from .datasets import read_dataset
-        from .features.cache import clip_feature_frames
+        from .features.cache import dataset_sizes
 
-        meta = read_dataset(data_dir)
-        return (int((meta["split"] == "evaluate").sum()),
-                max(1, clip_feature_frames(Path(data_dir) / meta["filename"].iloc[0])))
+        return dataset_sizes(data_dir)
     from .features.recipe import SAMPLE_RATE, n_frames
     from .synth.profiles import SYNTH_PROFILES, profile_counts
 

@@ -166,16 +166,7 @@ def machine(accelerator: str = "auto") -> dict[str, Any]:
     from .accelerator import resolve_torch_device
     from .bench.environment import environment
 
-    info = environment(resolve_torch_device(accelerator, field="accelerator"))
-    if info.get("device_type") == "cpu":  # the CPU's model, not just its architecture
-        try:
-            for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-                if line.startswith("model name"):
-                    info["device_name"] = line.split(":", 1)[1].strip()
-                    break
-        except OSError:
-            pass
-    return info
+    return environment(resolve_torch_device(accelerator, field="accelerator"))
 
 
 def provenance(results_dir: str | Path, profile: str, *, command: str, wall_time_s: float,

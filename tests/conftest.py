@@ -18,47 +18,43 @@ torch = pytest.importorskip("torch")
 torch.set_num_threads(2)
 
 
-@pytest.fixture(scope="session")
-def tiny_dataset_2018(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def _tiny(factory: pytest.TempPathFactory, layout: str, seed: int) -> Path:
     from caalib.synth import synthesize
 
-    out = tmp_path_factory.mktemp("synth") / "tiny2018"
-    return synthesize(out, profile="tiny", layout="dcase2018", seed=0, progress=False)
+    out = factory.mktemp("synth") / f"tiny{layout.removeprefix('dcase')}"
+    return synthesize(out, profile="tiny", layout=layout, seed=seed, progress=False)
+
+
+def _features(data: Path) -> Path:
+    from caalib.features import default_feature_path, extract_features
+
+    return extract_features(data, default_feature_path(data), progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset_2018(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _tiny(tmp_path_factory, "dcase2018", seed=0)
 
 
 @pytest.fixture(scope="session")
 def tiny_dataset_2019(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from caalib.synth import synthesize
-
-    out = tmp_path_factory.mktemp("synth") / "tiny2019"
-    return synthesize(out, profile="tiny", layout="dcase2019", seed=1, progress=False)
+    return _tiny(tmp_path_factory, "dcase2019", seed=1)
 
 
 @pytest.fixture(scope="session")
 def tiny_features_2018(tiny_dataset_2018: Path) -> Path:
-    from caalib.features import default_feature_path, extract_features
-
-    return extract_features(
-        tiny_dataset_2018, default_feature_path(tiny_dataset_2018), progress=False
-    )
+    return _features(tiny_dataset_2018)
 
 
 @pytest.fixture(scope="session")
 def tiny_dataset_2020(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The 2020 layout: A, B, C and simulated S1-S6, S4-S6 in the evaluate split only."""
-    from caalib.synth import synthesize
-
-    out = tmp_path_factory.mktemp("synth") / "tiny2020"
-    return synthesize(out, profile="tiny", layout="dcase2020", seed=0, progress=False)
+    return _tiny(tmp_path_factory, "dcase2020", seed=0)
 
 
 @pytest.fixture(scope="session")
 def tiny_features_2020(tiny_dataset_2020: Path) -> Path:
-    from caalib.features import default_feature_path, extract_features
-
-    return extract_features(
-        tiny_dataset_2020, default_feature_path(tiny_dataset_2020), progress=False
-    )
+    return _features(tiny_dataset_2020)
 
 
 @pytest.fixture(scope="module")

@@ -107,5 +107,16 @@ def environment(device: torch.device) -> dict[str, Any]:
                     total_memory_bytes=int(props.total_memory),
                     multiprocessors=props.multi_processor_count)
     else:
-        info["device_name"] = platform.processor() or platform.machine()
+        info["device_name"] = _cpu_model() or platform.processor() or platform.machine()
     return info
+
+
+def _cpu_model() -> str | None:
+    """The CPU's model name from /proc/cpuinfo (Linux), which ``platform`` does not give."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip() or None
+    except OSError:
+        pass
+    return None

@@ -16,6 +16,9 @@ import shlex
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+from .train import _jobs, print_plan
 
 #: Exit status of ``caa claims`` with neither ``--paper-only`` nor ``--profile``.
 NOT_BUILT = 2
@@ -81,12 +84,6 @@ def _paper_only(args: argparse.Namespace, out: Path) -> int:
     return 0
 
 
-def _jobs(text: str) -> int | str:
-    from .train import _jobs as sweep_jobs
-
-    return sweep_jobs(text)
-
-
 def _check(args: argparse.Namespace) -> int:
     from ..reference import check_reference
 
@@ -95,22 +92,27 @@ def _check(args: argparse.Namespace) -> int:
     return 0 if result.reproduced else 1
 
 
-def _dry_run(args: argparse.Namespace) -> int:
-    """The simulation's plan: runs, status, and the FLOP floor of what is pending."""
-    from ..ledger import planned_configs, simulation_dir, simulation_sizes
-    from ..training.estimate import floor
+def _plan(args: argparse.Namespace) -> tuple[list, set[str], Any]:
+    """The simulation's configs, the names of those still to train (the others were
+    trained before, perhaps elsewhere: a bundle's ``trained_here`` says which), and the
+    plan frame."""
+    from ..ledger import planned_configs, simulation_dir
     from ..training.sweep import plan_frame
 
     configs = planned_configs(args.profile, args.claims)
+    plan = plan_frame(configs, simulation_dir(args.results_dir, args.profile))
+    return configs, set(plan.loc[plan["status"] != "done", "run_name"]), plan
+
+
+def _dry_run(args: argparse.Namespace) -> int:
+    """The simulation's plan: runs, status, and the FLOP floor of what is pending."""
+    from ..ledger import simulation_dir, simulation_sizes
+    from ..training.estimate import floor
+
+    configs, _, plan = _plan(args)
     sim = simulation_dir(args.results_dir, args.profile)
-    plan = plan_frame(configs, sim)
-    for row in plan.itertuples():
-        print(f"{row.status:8s} {row.run_name}")
-    counts = plan["status"].value_counts().to_dict()
-    print(f"[claims] {len(plan)} simulation runs under {sim / 'runs'}: "
-          + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    todo = print_plan(plan, "claims", f"simulation runs under {sim / 'runs'}")
     n_eval, frames = simulation_sizes(args.profile, args.data or sim / "data")
-    todo = set(plan.loc[plan["status"] != "done", "run_name"])
     pending = [c for c in configs if c.run_name in todo]
     print(f"[claims] to train: {floor(pending, n_eval, n_frames=frames).text()} (the floor; "
           f"{n_eval} evaluate clips of {frames} frames)")
@@ -152,13 +154,15 @@ def _claims(args: argparse.Namespace) -> int:
         from ..reference import check_name
 
         check_name(args.reference)  # before hours of training, not after
-    if args.jobs == "auto":
-        args.jobs = _auto_jobs(args)
     pending = code = None
+    if args.jobs == "auto" or args.reference is not None:
+        configs, pending, _ = _plan(args)
+        if args.jobs == "auto":
+            args.jobs = _auto_jobs(args, [c for c in configs if c.run_name in pending])
     if args.reference is not None:
         from ..reference import code_version
 
-        pending, code = _pending(args), code_version()  # the code this command runs
+        code = code_version()  # the code this command runs
     start = time.perf_counter()
     written, ledger = write_ledger(args.results_dir, args.profile, out_dir=out,
                                    data_dir=args.data, jobs=args.jobs,
@@ -188,27 +192,13 @@ def _claims(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pending(args: argparse.Namespace) -> set[str]:
-    """The simulation runs this invocation will train (the others were trained before,
-    perhaps elsewhere: the bundle says which)."""
-    from ..ledger import planned_configs, simulation_dir
-    from ..training.sweep import plan_frame
-
-    plan = plan_frame(planned_configs(args.profile, args.claims),
-                      simulation_dir(args.results_dir, args.profile))
-    return set(plan.loc[plan["status"] != "done", "run_name"])
-
-
-def _auto_jobs(args: argparse.Namespace) -> int:
-    from ..ledger import planned_configs, simulation_dir, simulation_sizes
-    from ..training.sweep import plan_frame
+def _auto_jobs(args: argparse.Namespace, pending: list) -> int:
+    """``--jobs auto`` for the runs still to train, priced at the simulation's clips."""
+    from ..ledger import simulation_dir, simulation_sizes
     from ..training.throughput import auto_jobs
 
-    configs = planned_configs(args.profile, args.claims)
     sim = simulation_dir(args.results_dir, args.profile)
-    plan = plan_frame(configs, sim)
-    todo = set(plan.loc[plan["status"] != "done", "run_name"])
     _, frames = simulation_sizes(args.profile, args.data or sim / "data")
-    jobs, why = auto_jobs([c for c in configs if c.run_name in todo], n_frames=frames)
+    jobs, why = auto_jobs(pending, n_frames=frames)
     print(f"[claims] --jobs auto: {jobs} ({why})")
     return jobs

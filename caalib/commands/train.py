@@ -215,11 +215,19 @@ def _jobs(text: str) -> int | str:
 
 def _n_frames(data_dir: str) -> int:
     """Frames of the dataset's clips (320 for 10 s), from its first clip's length."""
-    from ..datasets import read_dataset
-    from ..features.cache import clip_feature_frames
+    from ..features.cache import dataset_sizes
 
-    df = read_dataset(data_dir)
-    return max(1, clip_feature_frames(Path(data_dir) / df["filename"].iloc[0]))
+    return dataset_sizes(data_dir)[1]
+
+
+def print_plan(plan: Any, tag: str, where: str = "") -> set[str]:
+    """Each run of ``plan`` (``training.sweep.plan_frame``) with its status, the counts,
+    and the names of those still to train (``caa sweep`` and ``caa claims --dry-run``)."""
+    for row in plan.itertuples():
+        print(f"{row.status:8s} {row.run_name}")
+    counts = plan["status"].value_counts().to_dict()
+    print(f"[{tag}] {len(plan)} {where}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    return set(plan.loc[plan["status"] != "done", "run_name"])
 
 
 def _sweep(args: argparse.Namespace) -> int:
@@ -250,18 +258,12 @@ def _sweep(args: argparse.Namespace) -> int:
     configs = [c.replace(unseen_source=args.unseen_source) if c.conditioned else c
                for c in configs]
     if args.dry_run:
-        from ..datasets import read_dataset
+        from ..features.cache import dataset_sizes
         from ..training.estimate import floor
 
-        plan = plan_frame(configs, args.results, args.data)
-        for row in plan.itertuples():
-            print(f"{row.status:8s} {row.run_name}")
-        counts = plan["status"].value_counts().to_dict()
-        print(f"[sweep] {len(plan)} runs: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
-        todo = set(plan.loc[plan["status"] != "done", "run_name"])
+        todo = print_plan(plan_frame(configs, args.results, args.data), "sweep", "runs")
         pending = list({c.run_name: c for c in configs if c.run_name in todo}.values())
-        n_eval = int((read_dataset(args.data)["split"] == "evaluate").sum())
-        frames = _n_frames(args.data)
+        n_eval, frames = dataset_sizes(args.data)
         least = floor(pending, n_eval, n_frames=frames)
         print(f"[sweep] to train: {least.text()} (the floor)")
         if args.measure and pending:

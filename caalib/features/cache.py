@@ -330,6 +330,17 @@ def clip_feature_frames(path: str | os.PathLike[str]) -> int:
     return n_frames(-(-info.frames * SAMPLE_RATE // info.samplerate))
 
 
+def dataset_sizes(data_dir: str | os.PathLike[str]) -> tuple[int, int]:
+    """(evaluate clips, feature frames per clip) of a dataset, what a plan of runs on it is
+    priced at; the frames from its first clip's header (:func:`clip_feature_frames`; at
+    least 1), as extraction requires every clip to have that length."""
+    from ..datasets import read_dataset
+
+    meta = read_dataset(data_dir)
+    frames = clip_feature_frames(Path(data_dir) / meta["filename"].iloc[0])
+    return int((meta["split"] == "evaluate").sum()), max(1, frames)
+
+
 def _raise_odd_length(data_dir: Path, names: Sequence[str],
                       jobs: Sequence[tuple[Path, str]]) -> None:
     """Name the clip whose length differs from most clips' (headers only, error path).

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, replace
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -80,29 +83,11 @@ def existing_matches(out_dir: str | os.PathLike[str], profile: str = "tiny",
                      shift: float | None = None) -> bool:
     """True when ``out_dir`` holds a complete dataset synthesised with these settings
     (``shift`` None: the profile's own; a synth.json without one was made at 1)."""
-    out = Path(out_dir)
-    try:
-        recorded = json.loads((out / SETTINGS_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    if not isinstance(recorded, dict):
-        return False
-    recorded.setdefault("shift", 1.0)
-    prof = SYNTH_PROFILES.get(profile)
-    if prof is None:
-        return False
-    want = _settings(profile, layout, seed, _shift(prof, shift))
-    if any(recorded.get(k) != v for k, v in want.items()):
-        return False
-    from ..datasets import read_dataset
-
-    try:
-        df = read_dataset(out)
-    except DatasetError:
-        return False
     # a dataset whose evidence masks are missing or of an older definition is not this
     # dataset yet (ensure_synthesized rewrites them; the audio is unchanged)
-    return len(df) == recorded.get("clips") and evidence_version(out) == EVIDENCE_VERSION
+    out = Path(out_dir)
+    return _audio_matches(out, profile, layout, seed, shift) \
+        and evidence_version(out) == EVIDENCE_VERSION
 
 
 def _audio_matches(out: Path, profile: str, layout: str, seed: int,
@@ -208,6 +193,33 @@ def _groups(clips: list[Clip]) -> list[list[Clip]]:
     return [sorted(g, key=lambda c: c.device) for g in by_key.values()]
 
 
+def _workers(prof: SynthProfile, workers: int | None) -> int:
+    """Processes to render with: ``workers``, else the profile's, at most the CPUs here."""
+    n = prof.workers if workers is None else max(1, int(workers))
+    return min(n, os.cpu_count() or 1)
+
+
+def _each_group(fn: Callable[[list[Clip]], dict[str, tuple[np.ndarray, np.ndarray]]],
+                groups: list[list[Clip]], n_workers: int, desc: str, progress: bool
+                ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``fn`` over every group (in-process for one worker), its masks merged in group
+    order, with a progress bar counting clips."""
+    masks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    with tqdm(total=sum(len(g) for g in groups), desc=desc, unit="clip",
+              disable=not progress) as bar:
+        if n_workers <= 1:
+            for g in groups:
+                masks.update(fn(g))
+                bar.update(len(g))
+        else:
+            with ProcessPoolExecutor(max_workers=n_workers) as pool:
+                futures = [pool.submit(fn, g) for g in groups]
+                for g, fut in zip(groups, futures, strict=True):
+                    masks.update(fut.result())
+                    bar.update(len(g))
+    return masks
+
+
 def refresh_evidence(out_dir: str | os.PathLike[str], profile: str, layout: str = "dcase2018",
                      seed: int = 0, shift: float | None = None, progress: bool = True,
                      workers: int | None = None) -> Path:
@@ -233,23 +245,9 @@ def refresh_evidence(out_dir: str | os.PathLike[str], profile: str, layout: str 
         raise DatasetError(f"{out / 'meta.csv'}: its clips are not the ones profile "
                            f"{prof.name} plans now; its evidence masks cannot be rewritten: "
                            "synthesise the dataset again")
-    groups = _groups(clips)
-    n_workers = min(prof.workers if workers is None else max(1, int(workers)),
-                    os.cpu_count() or 1)
-    masks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    with tqdm(total=sum(len(g) for g in groups), desc=f"evidence {prof.name}/{layout}",
-              unit="clip", disable=not progress) as bar:
-        if n_workers <= 1:
-            for g in groups:
-                masks.update(_group_masks(g, int(seed), prof.clip_seconds, prof.shift))
-                bar.update(len(g))
-        else:
-            with ProcessPoolExecutor(max_workers=n_workers) as pool:
-                futures = [pool.submit(_group_masks, g, int(seed), prof.clip_seconds,
-                                       prof.shift) for g in groups]
-                for g, fut in zip(groups, futures, strict=True):
-                    masks.update(fut.result())
-                    bar.update(len(g))
+    masks = _each_group(partial(_group_masks, seed=int(seed), seconds=prof.clip_seconds,
+                                shift=prof.shift), _groups(clips), _workers(prof, workers),
+                        f"evidence {prof.name}/{layout}", progress)
     return write_evidence(out / EVIDENCE_FILE, masks)
 
 
@@ -273,30 +271,16 @@ def synthesize(out_dir: str | os.PathLike[str], profile: str | SynthProfile = "t
                            "another directory")
     clips = plan_clips(prof, layout, int(seed))
     groups = _groups(clips)
-    n_workers = prof.workers if workers is None else max(1, int(workers))
-    n_workers = min(n_workers, os.cpu_count() or 1)
-    args: tuple = (int(seed), prof.clip_seconds, prof.a_channels, prof.a_subtype)
+    formats: dict[str, Any] = dict(a_channels=prof.a_channels, a_subtype=prof.a_subtype)
     if layout == "dcase2020":  # TAU 2020 Mobile: every clip 44.1 kHz, mono, 24 bit
-        args = (int(seed), prof.clip_seconds, 1, "PCM_24", "PCM_24", 44_100)
+        formats = dict(a_channels=1, a_subtype="PCM_24", phone_subtype="PCM_24",
+                       a_rate=44_100)
     with atomic_dir(out) as tmp:
         (tmp / "audio").mkdir()
-        bar = tqdm(total=len(clips), desc=f"synth {prof.name}/{layout}", unit="clip",
-                   disable=not progress)
-        masks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        try:
-            if n_workers <= 1:
-                for g in groups:
-                    masks.update(_render_group(str(tmp), g, *args, shift=prof.shift))
-                    bar.update(len(g))
-            else:
-                with ProcessPoolExecutor(max_workers=n_workers) as pool:
-                    futures = [pool.submit(_render_group, str(tmp), g, *args,
-                                           shift=prof.shift) for g in groups]
-                    for g, fut in zip(groups, futures, strict=True):
-                        masks.update(fut.result())
-                        bar.update(len(g))
-        finally:
-            bar.close()
+        masks = _each_group(partial(_render_group, str(tmp), seed=int(seed),
+                                    seconds=prof.clip_seconds, shift=prof.shift, **formats),
+                            groups, _workers(prof, workers), f"synth {prof.name}/{layout}",
+                            progress)
         write_evidence(tmp / EVIDENCE_FILE, masks)
         write_metadata(tmp, clips, layout)
         settings = _settings(prof.name, layout, int(seed), prof.shift)
